@@ -1,0 +1,464 @@
+//! The deploy manifest: one TOML file that describes a whole run, read by
+//! `fedsynth launch`, by the coordinator and by every site.
+//!
+//! Unknown keys are rejected, and every validation error names its key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+
+/// Errors while reading or validating a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("failed to read manifest {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid manifest {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid manifest value `{key}` = {value}: {fix}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        fix: &'static str,
+    },
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Manifest {
+    pub run: RunSection,
+    pub data: DataSection,
+    pub coordinator: CoordinatorSection,
+    pub sites: SitesSection,
+    pub gan: GanSection,
+    pub classifier: ClassifierSection,
+    pub synthetic: SyntheticSection,
+    pub audit: AuditSection,
+}
+
+/// `[run]`: naming, output and compute.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Run name; the run folder is `<out_dir>/<name>-<timestamp>`.
+    pub name: String,
+    /// Parent directory of run folders.
+    pub out_dir: PathBuf,
+    /// Seed of every random choice in the run.
+    pub seed: u64,
+    /// Sharing mode; only `synthetic` is built.
+    pub mode: SharingMode,
+    pub backend: BackendKind,
+    /// CPU threads for the whole run on this machine; 0 uses every core.
+    /// The launcher splits them between the processes it starts.
+    pub threads: usize,
+}
+
+/// What sites send to the coordinator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharingMode {
+    /// Synthetic images with soft labels.
+    #[default]
+    Synthetic,
+}
+
+/// `[data]`: where CIFAR-10 is and how it is split into shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// CIFAR-10 directory; `--data` and `FEDSYNTH_DATA` take precedence.
+    pub dir: Option<PathBuf>,
+    /// `iid`, `dirichlet` or `classes`.
+    pub partition: PartitionScheme,
+    /// Dirichlet concentration, for `partition = "dirichlet"`.
+    pub alpha: f64,
+    /// Classes per site, for `partition = "classes"`.
+    pub classes_per_site: usize,
+    /// Fraction of each shard held out as the audit's baseline.
+    pub holdout_fraction: f64,
+    /// Uses only this many training images (a random subset), for small runs.
+    pub train_limit: Option<usize>,
+    /// Evaluates on only this many test images, for small runs.
+    pub test_limit: Option<usize>,
+}
+
+/// Partitioning scheme of the training split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionScheme {
+    #[default]
+    Iid,
+    Dirichlet,
+    Classes,
+}
+
+/// `[coordinator]`: the server and its deadlines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoordinatorSection {
+    /// Address to serve on; port 0 picks a free port.
+    pub address: String,
+    /// Sites that must join, and remain, for the run to go on.
+    pub min_sites: usize,
+    /// Seconds to wait for `min_sites` sites to join.
+    pub join_timeout_s: u64,
+    /// Seconds a site has for its local training, sampling and audit.
+    pub train_timeout_s: u64,
+    /// Seconds a site has to finish its upload once training is done.
+    pub upload_timeout_s: u64,
+    /// Seconds without a progress report after which a site counts as gone.
+    pub heartbeat_timeout_s: u64,
+    /// Epochs of c', the classifier trained on the pooled synthetic images.
+    pub final_epochs: usize,
+    /// Also trains the centralised classifier c on the union of the shards
+    /// (local runs only, where every shard is on this machine).
+    pub centralised_baseline: bool,
+}
+
+/// `[sites]`: how many sites the launcher starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SitesSection {
+    pub count: usize,
+}
+
+/// `[gan]`: the local DCGAN at each site.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GanSection {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub beta1: f64,
+    pub latent_dim: usize,
+}
+
+/// `[classifier]`: the local classifier c_k at each site (and c, c').
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierSection {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Learning-rate factor applied after each epoch.
+    pub lr_decay: f64,
+}
+
+/// `[synthetic]`: what each site samples and sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticSection {
+    /// Images each site samples before the audit's release gate.
+    pub samples_per_site: usize,
+    /// Images per upload chunk; a chunk must stay well under 4 MiB.
+    pub chunk_images: usize,
+}
+
+/// `[audit]`: the privacy audit and release gate at each site.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    pub enabled: bool,
+    /// Drops flagged images before upload.
+    pub release_gate: bool,
+    /// Neighbours in the nearest-neighbour ratio.
+    pub k: usize,
+    /// Nearest-neighbour ratio below which an image is flagged.
+    pub nn_ratio_threshold: f64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            name: "run".into(),
+            out_dir: PathBuf::from("runs"),
+            seed: 42,
+            mode: SharingMode::Synthetic,
+            backend: BackendKind::Flex,
+            threads: 0,
+        }
+    }
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            dir: None,
+            partition: PartitionScheme::Iid,
+            alpha: 0.5,
+            classes_per_site: 2,
+            holdout_fraction: 0.05,
+            train_limit: None,
+            test_limit: None,
+        }
+    }
+}
+
+impl Default for CoordinatorSection {
+    fn default() -> Self {
+        CoordinatorSection {
+            address: "127.0.0.1:0".into(),
+            min_sites: 2,
+            join_timeout_s: 120,
+            train_timeout_s: 7200,
+            upload_timeout_s: 600,
+            heartbeat_timeout_s: 300,
+            final_epochs: 10,
+            centralised_baseline: false,
+        }
+    }
+}
+
+impl Default for SitesSection {
+    fn default() -> Self {
+        SitesSection { count: 2 }
+    }
+}
+
+impl Default for GanSection {
+    fn default() -> Self {
+        GanSection {
+            epochs: 200,
+            batch_size: 128,
+            learning_rate: 2e-4,
+            beta1: 0.5,
+            latent_dim: 100,
+        }
+    }
+}
+
+impl Default for ClassifierSection {
+    fn default() -> Self {
+        ClassifierSection {
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 5e-3,
+            lr_decay: 0.9,
+        }
+    }
+}
+
+impl Default for SyntheticSection {
+    fn default() -> Self {
+        SyntheticSection {
+            samples_per_site: 5000,
+            chunk_images: 256,
+        }
+    }
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            enabled: true,
+            release_gate: true,
+            k: 50,
+            nn_ratio_threshold: 0.5,
+        }
+    }
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Manifest::parse(path, &text)
+    }
+
+    /// Parses and validates manifest text; `path` names the source in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|err| ManifestError::Parse {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Serialises the manifest back to TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a manifest always serialises")
+    }
+
+    /// Checks every value that parsing cannot.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        positive("sites.count", self.sites.count)?;
+        positive("coordinator.min_sites", self.coordinator.min_sites)?;
+        if self.coordinator.min_sites > self.sites.count {
+            return Err(invalid(
+                "coordinator.min_sites",
+                self.coordinator.min_sites,
+                "must not exceed sites.count",
+            ));
+        }
+        positive("gan.batch_size", self.gan.batch_size)?;
+        if self.gan.batch_size % 2 != 0 {
+            return Err(invalid(
+                "gan.batch_size",
+                self.gan.batch_size,
+                "must be even: half real, half generated images",
+            ));
+        }
+        positive("gan.latent_dim", self.gan.latent_dim)?;
+        positive("classifier.batch_size", self.classifier.batch_size)?;
+        positive(
+            "synthetic.samples_per_site",
+            self.synthetic.samples_per_site,
+        )?;
+        positive("synthetic.chunk_images", self.synthetic.chunk_images)?;
+        // 1,024 images of 3,072 bytes plus labels is 3.2 MB, under 4 MiB.
+        if self.synthetic.chunk_images > 1024 {
+            return Err(invalid(
+                "synthetic.chunk_images",
+                self.synthetic.chunk_images,
+                "use at most 1024 so a chunk stays under the 4 MiB gRPC message limit",
+            ));
+        }
+        rate("gan.learning_rate", self.gan.learning_rate)?;
+        rate("classifier.learning_rate", self.classifier.learning_rate)?;
+        fraction("gan.beta1", self.gan.beta1, false)?;
+        fraction("classifier.lr_decay", self.classifier.lr_decay, true)?;
+        fraction("data.holdout_fraction", self.data.holdout_fraction, false)?;
+        if self.data.partition == PartitionScheme::Dirichlet
+            && !(self.data.alpha.is_finite() && self.data.alpha > 0.0)
+        {
+            return Err(invalid(
+                "data.alpha",
+                self.data.alpha,
+                "must be a positive number",
+            ));
+        }
+        if self.data.partition == PartitionScheme::Classes
+            && !(1..=10).contains(&self.data.classes_per_site)
+        {
+            return Err(invalid(
+                "data.classes_per_site",
+                self.data.classes_per_site,
+                "must be between 1 and 10",
+            ));
+        }
+        if self.audit.enabled {
+            positive("audit.k", self.audit.k)?;
+            if !(self.audit.nn_ratio_threshold > 0.0 && self.audit.nn_ratio_threshold <= 1.0) {
+                return Err(invalid(
+                    "audit.nn_ratio_threshold",
+                    self.audit.nn_ratio_threshold,
+                    "must be in (0, 1]",
+                ));
+            }
+        }
+        if !self.run.backend.is_compiled() {
+            return Err(invalid(
+                "run.backend",
+                self.run.backend,
+                "is not compiled into this binary; rebuild with `--features wgpu` or use \"flex\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &'static str, value: impl std::fmt::Display, fix: &'static str) -> ManifestError {
+    ManifestError::Invalid {
+        key,
+        value: value.to_string(),
+        fix,
+    }
+}
+
+fn positive(key: &'static str, value: usize) -> Result<(), ManifestError> {
+    if value == 0 {
+        return Err(invalid(key, value, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn rate(key: &'static str, value: f64) -> Result<(), ManifestError> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(invalid(key, value, "must be a positive number"));
+    }
+    Ok(())
+}
+
+/// Checks `value` in [0, 1), or in (0, 1] when `upper_inclusive`.
+fn fraction(key: &'static str, value: f64, upper_inclusive: bool) -> Result<(), ManifestError> {
+    let ok = if upper_inclusive {
+        value > 0.0 && value <= 1.0
+    } else {
+        (0.0..1.0).contains(&value)
+    };
+    if !ok {
+        let fix = if upper_inclusive {
+            "must be in (0, 1]"
+        } else {
+            "must be in [0, 1)"
+        };
+        return Err(invalid(key, value, fix));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn empty_manifest_takes_defaults() {
+        let manifest = parse("").unwrap();
+        assert_eq!(manifest, Manifest::default());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = parse("[gan]\nepochz = 3\n").unwrap_err().to_string();
+        assert!(err.contains("epochz"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            ("[sites]\ncount = 0\n", "sites.count"),
+            ("[coordinator]\nmin_sites = 3\n", "coordinator.min_sites"),
+            ("[gan]\nbatch_size = 7\n", "gan.batch_size"),
+            (
+                "[data]\npartition = \"dirichlet\"\nalpha = 0.0\n",
+                "data.alpha",
+            ),
+            (
+                "[data]\npartition = \"classes\"\nclasses_per_site = 11\n",
+                "data.classes_per_site",
+            ),
+            (
+                "[synthetic]\nchunk_images = 5000\n",
+                "synthetic.chunk_images",
+            ),
+            ("[classifier]\nlr_decay = 1.5\n", "classifier.lr_decay"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips_through_toml() {
+        let mut manifest = Manifest::default();
+        manifest.sites.count = 3;
+        manifest.data.train_limit = Some(600);
+        let again = parse(&manifest.to_toml()).unwrap();
+        assert_eq!(again, manifest);
+    }
+}

@@ -1,0 +1,3 @@
+//! Deploy manifests and the one-machine launcher.
+pub mod cli;
+pub mod manifest;
