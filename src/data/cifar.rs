@@ -251,3 +251,7 @@ fn read_error(path: &Path, source: std::io::Error) -> DataError {
         source,
     }
 }
+
+#[cfg(test)]
+#[path = "cifar_tests.rs"]
+mod tests;
