@@ -24,7 +24,7 @@ fn records(count: usize, first: usize) -> Vec<u8> {
     set.to_records()
 }
 
-/// A gzip-compressed tar in the layout of the official release, with
+/// Builds a gzip-compressed tar in the layout of the official release, with
 /// `per_file` records in each training batch and 10 in the test batch.
 fn release_archive(per_file: usize) -> Vec<u8> {
     let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -165,7 +165,7 @@ fn select_returns_images_in_given_order() {
     assert!(picked.image(1).iter().all(|&p| p == 1));
 }
 
-/// The shared copy of the official release, when this checkout has one.
+/// Returns the shared copy of the official release, when this checkout has one.
 fn shared_release() -> Option<PathBuf> {
     let dir = std::env::var_os("FEDSYNTH_DATA")
         .filter(|value| !value.is_empty())

@@ -61,7 +61,7 @@ pub enum DownloadError {
     },
 }
 
-/// What to fetch and where to put it.
+/// Source, expected sum and target directory of a download.
 #[derive(Clone, Debug)]
 pub struct DownloadRequest {
     pub url: String,

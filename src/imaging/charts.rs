@@ -1,7 +1,7 @@
 //! Bar, histogram and line charts, drawn with plotters at `CHART_SIZE`.
 //!
-//! Every value must be finite; a NaN or infinite value is rejected with the
-//! series and index, because plotters would silently draw nothing for it.
+//! Every value must be finite. A NaN or infinite value is rejected with its
+//! series and index instead of being left out of the picture unseen.
 
 use std::ops::Range;
 use std::path::Path;
@@ -16,7 +16,7 @@ use super::{CHART_SIZE, ImagingError};
 /// legend sits.
 const LEGEND_HEADROOM: f64 = 0.25;
 
-/// Grouped bars: one group per label, one bar per series in each group.
+/// Draws grouped bars, one group per label and one bar per series in each group.
 pub fn write_bar_chart_png(
     title: &str,
     labels: &[String],
@@ -40,7 +40,7 @@ pub fn write_bar_chart_png(
         check_finite(name, values.iter().copied())?;
     }
     let all = series.iter().flat_map(|(_, values)| values.iter().copied());
-    let (low, high) = bounds(all.chain([0.0])).expect("the chain holds zero");
+    let (low, high) = bounds(all.chain([0.0])).expect("the chain contains zero");
     // Bars stand on zero; the headroom above keeps the legend off the bars.
     let y_range = padded(
         low,
@@ -89,7 +89,7 @@ pub fn write_bar_chart_png(
     })
 }
 
-/// Overlaid histograms over one shared set of `bins` equal bins, each bar
+/// Draws overlaid histograms over one shared set of `bins` equal bins, each bar
 /// the share of its series' values in that bin, so series of different
 /// sizes compare.
 pub fn write_histogram_png(
@@ -151,8 +151,8 @@ pub fn write_histogram_png(
     })
 }
 
-/// One line with point markers per series of (x, y) points; `x_label`
-/// names the x axis.
+/// Draws one line with point markers per series of (x, y) points, with
+/// `x_label` as the x axis title.
 pub fn write_line_plot_png(
     title: &str,
     x_label: &str,
@@ -262,8 +262,8 @@ fn padded(low: f64, high: f64, below: f64, above: f64) -> Range<f64> {
     (low - span * below)..(high + span * above)
 }
 
-/// Share of `values` in each of `bins` bins of `bin_width` from `start`;
-/// the maximum value falls in the last bin.
+/// Returns the share of `values` in each of `bins` bins of `bin_width` from
+/// `start`. The maximum value falls in the last bin.
 pub(super) fn bin_shares(values: &[f64], start: f64, bin_width: f64, bins: usize) -> Vec<f64> {
     let mut counts = vec![0usize; bins];
     for &value in values {

@@ -40,7 +40,8 @@ fn class_names() -> Vec<String> {
     .to_vec()
 }
 
-/// Whether the picture has pixels other than white, that is, drew something.
+/// Checks whether the picture has pixels other than white, that is, whether
+/// something was drawn.
 fn has_ink(picture: &image::RgbImage) -> bool {
     picture.pixels().any(|pixel| pixel.0 != [255, 255, 255])
 }
@@ -72,7 +73,7 @@ fn grid_places_image_pixels_in_row_order() {
 }
 
 #[test]
-fn grid_with_fewer_images_than_columns_is_one_row() {
+fn grid_shrinks_to_image_count() {
     let dir = tempfile::tempdir().unwrap();
     let path = target(&dir, "grid.png");
     write_grid_png(&solid_images(2), 8, &path).unwrap();

@@ -14,7 +14,7 @@ use crate::data::{IMAGE_BYTES, IMAGE_SIDE};
 /// Tiles `count` images (CIFAR CHW bytes, 3072 each) into a grid PNG, written atomically.
 ///
 /// The grid has `columns` columns, or fewer when there are fewer images,
-/// and as many rows as needed; each image is upscaled to `TILE_SIDE` pixels.
+/// and as many rows as needed. Each image is upscaled to `TILE_SIDE` pixels.
 pub fn write_grid_png(images: &[u8], columns: usize, path: &Path) -> Result<(), ImagingError> {
     let count = image_count(images)?;
     if columns == 0 {
