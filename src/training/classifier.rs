@@ -276,3 +276,137 @@ fn validate_inputs(images: &[u8], targets: &[f32]) -> Result<usize, TrainError> 
     }
     Ok(count)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::infer::{evaluate, predict_proba};
+    use crate::training::test_data::{test_images, train_images};
+
+    fn tiny_config(epochs: usize) -> ClassifierTrainConfig {
+        ClassifierTrainConfig::new()
+            .with_epochs(epochs)
+            .with_seed(5)
+    }
+
+    #[test]
+    fn one_hot_sets_one_entry_per_row() {
+        let targets = one_hot(&[2, 0]);
+        assert_eq!(targets.len(), 20);
+        assert_eq!(targets[2], 1.0);
+        assert_eq!(targets[10], 1.0);
+        assert_eq!(targets.iter().sum::<f32>(), 2.0);
+    }
+
+    #[test]
+    fn learning_rate_decays_per_epoch() {
+        let config = ClassifierTrainConfig::new();
+        assert_eq!(config.learning_rate_at(1), 5e-3);
+        assert!((config.learning_rate_at(3) - 5e-3 * 0.81).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rejects_targets_of_wrong_length() {
+        let images = train_images(2);
+        let err = train_classifier(
+            &images.images,
+            &one_hot(&images.labels[..1]),
+            &tiny_config(1),
+            &Device::flex(),
+            TrainHooks::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("10 targets for 2 images"), "{err}");
+    }
+
+    #[test]
+    fn rejects_nan_target() {
+        let images = train_images(1);
+        let mut targets = one_hot(&images.labels);
+        targets[3] = f32::NAN;
+        let err = train_classifier(
+            &images.images,
+            &targets,
+            &tiny_config(1),
+            &Device::flex(),
+            TrainHooks::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("target 3 of image 0"), "{err}");
+    }
+
+    #[test]
+    fn huge_learning_rate_stops_with_non_finite_loss() {
+        let images = train_images(64);
+        let config = tiny_config(3).with_learning_rate(1e30);
+        let err = train_classifier(
+            &images.images,
+            &one_hot(&images.labels),
+            &config,
+            &Device::flex(),
+            TrainHooks::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
+    }
+
+    #[test]
+    fn training_fits_a_small_set() {
+        // 256 real images, 8 epochs: the training loss must fall clearly below
+        // ln(10) = 2.30, the loss of a uniform guess, and the set be fitted
+        // well above the 10% of chance.
+        let images = train_images(256);
+        let mut losses = Vec::new();
+        let mut record = |summary: &EpochSummary| losses.push(summary.losses[0].1);
+        let hooks = TrainHooks {
+            on_epoch: Some(&mut record),
+            ..TrainHooks::default()
+        };
+        let device = Device::flex();
+        let trained = train_classifier(
+            &images.images,
+            &one_hot(&images.labels),
+            &tiny_config(8),
+            &device,
+            hooks,
+        )
+        .unwrap();
+        assert_eq!(trained.epochs_done, 8);
+        assert_eq!(losses.len(), 8);
+        assert!(losses[7] < losses[0], "losses {losses:?}");
+        assert!(losses[7] < 2.0, "losses {losses:?}");
+
+        let evaluation = evaluate(&trained.classifier, &images, &device);
+        assert!(
+            evaluation.accuracy > 0.3,
+            "train accuracy {}",
+            evaluation.accuracy
+        );
+        let test = test_images(20);
+        let probabilities = predict_proba(&trained.classifier, &test.images, &device);
+        assert_eq!(probabilities.len(), 200);
+    }
+
+    #[test]
+    fn classifier_resume_carries_epoch_count() {
+        let images = train_images(32);
+        let targets = one_hot(&images.labels);
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = || TrainHooks {
+            checkpoint_dir: Some(dir.path().to_path_buf()),
+            resume: true,
+            ..TrainHooks::default()
+        };
+        train_classifier(&images.images, &targets, &tiny_config(1), &device, hooks()).unwrap();
+        let resumed =
+            train_classifier(&images.images, &targets, &tiny_config(2), &device, hooks()).unwrap();
+        assert_eq!(resumed.epochs_done, 2);
+        let state = checkpoint::load_state(dir.path()).unwrap().unwrap();
+        assert_eq!(state.epochs_done, 2);
+        let (loaded, _) = checkpoint::load_classifier(dir.path(), &device).unwrap();
+        let a = predict_proba(&resumed.classifier, &images.images, &device);
+        let b = predict_proba(&loaded, &images.images, &device);
+        assert!(a == b, "saved classifier differs from the returned one");
+    }
+}

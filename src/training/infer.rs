@@ -167,3 +167,79 @@ impl Evaluation {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{ClassifierConfig, GeneratorConfig};
+
+    #[test]
+    fn sample_images_is_deterministic_by_seed() {
+        let device = Device::flex();
+        let generator = GeneratorConfig::new().init(&device);
+        let a = sample_images(&generator, 3, 100, 9, &device);
+        let b = sample_images(&generator, 3, 100, 9, &device);
+        let c = sample_images(&generator, 3, 100, 10, &device);
+        assert_eq!(a.len(), 3 * IMAGE_BYTES);
+        assert!(a == b, "same seed gave different images");
+        assert!(a != c, "different seeds gave the same images");
+    }
+
+    #[test]
+    fn sample_images_spans_several_batches() {
+        let device = Device::flex();
+        let generator = GeneratorConfig::new().init(&device);
+        let images = sample_images(&generator, INFER_BATCH + 3, 100, 1, &device);
+        assert_eq!(images.len(), (INFER_BATCH + 3) * IMAGE_BYTES);
+    }
+
+    #[test]
+    fn predict_proba_rows_sum_to_one() {
+        let device = Device::flex();
+        let classifier = ClassifierConfig::new().init(&device);
+        let images: Vec<u8> = (0..2 * IMAGE_BYTES).map(|i| (i % 251) as u8).collect();
+        let probabilities = predict_proba(&classifier, &images, &device);
+        assert_eq!(probabilities.len(), 20);
+        for row in probabilities.chunks(CLASS_COUNT) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn embed_images_returns_hidden_width() {
+        let device = Device::flex();
+        let classifier = ClassifierConfig::new().init(&device);
+        let images = vec![128u8; 3 * IMAGE_BYTES];
+        assert_eq!(embed_images(&classifier, &images, &device).len(), 3 * 256);
+    }
+
+    #[test]
+    fn evaluation_counts_confusion_and_accuracy() {
+        let labels = [0u8, 0, 1, 2];
+        let predictions = [0usize, 1, 1, 0];
+        let evaluation = Evaluation::from_predictions(&labels, &predictions);
+        assert_eq!(evaluation.count, 4);
+        assert_eq!(evaluation.accuracy, 0.5);
+        assert_eq!(evaluation.confusion[0][0], 1);
+        assert_eq!(evaluation.confusion[0][1], 1);
+        assert_eq!(evaluation.confusion[2][0], 1);
+        assert_eq!(evaluation.per_class_accuracy[0], 0.5);
+        assert_eq!(evaluation.per_class_accuracy[1], 1.0);
+        assert_eq!(evaluation.per_class_accuracy[2], 0.0);
+        assert_eq!(evaluation.per_class_accuracy[3], 0.0);
+    }
+
+    #[test]
+    fn evaluation_text_names_classes() {
+        let evaluation = Evaluation::from_predictions(&[1], &[1]);
+        let names: Vec<String> = (0..10).map(|i| format!("name{i}")).collect();
+        let text = evaluation.to_text(&names);
+        assert!(text.contains("accuracy: 100.00% of 1 images"), "{text}");
+        assert!(text.contains("name1"), "{text}");
+    }
+
+    #[test]
+    fn argmax_takes_first_of_ties() {
+        assert_eq!(argmax(&[0.1, 0.7, 0.7]), 1);
+    }
+}
