@@ -491,7 +491,14 @@ mod tests {
     }
 
     fn audit(synthetic: &[u8], train: &ImageSet, holdout: &ImageSet) -> AuditReport {
-        run_audit(synthetic, train, holdout, &AuditConfig::default(), &Device::flex()).unwrap()
+        run_audit(
+            synthetic,
+            train,
+            holdout,
+            &AuditConfig::default(),
+            &Device::flex(),
+        )
+        .unwrap()
     }
 
     #[test]
