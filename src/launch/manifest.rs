@@ -301,7 +301,7 @@ impl Manifest {
             ));
         }
         positive("gan.batch_size", self.gan.batch_size)?;
-        if self.gan.batch_size % 2 != 0 {
+        if !self.gan.batch_size.is_multiple_of(2) {
             return Err(invalid(
                 "gan.batch_size",
                 self.gan.batch_size,
