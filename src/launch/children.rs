@@ -209,7 +209,9 @@ mod tests {
 
     use super::*;
 
-    fn collecting_sink() -> (LineSink, Arc<Mutex<Vec<(Stream, String)>>>) {
+    type Lines = Arc<Mutex<Vec<(Stream, String)>>>;
+
+    fn collecting_sink() -> (LineSink, Lines) {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let store = lines.clone();
         let sink: LineSink = Arc::new(move |stream, line: &str| {

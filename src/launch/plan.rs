@@ -92,11 +92,7 @@ impl LaunchPlan {
 pub fn split_threads(total: usize, sites: usize) -> Vec<usize> {
     let total = if total == 0 { available_cores() } else { total };
     let base = (total / sites.max(1)).max(1);
-    let extra = if total > base * sites {
-        total - base * sites
-    } else {
-        0
-    };
+    let extra = total.saturating_sub(base * sites);
     (0..sites)
         .map(|index| base + usize::from(index < extra))
         .collect()
