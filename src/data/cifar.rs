@@ -59,6 +59,10 @@ pub enum DataError {
         "{path}: found {found} class names, expected {CLASS_COUNT}; the meta file must list one class name per line"
     )]
     BadMeta { path: PathBuf, found: usize },
+    #[error(
+        "the CIFAR-10 directory from {origin} is an empty path; give a directory such as ~/.cache/fedsynth/cifar-10-batches-bin"
+    )]
+    EmptyDataPath { origin: &'static str },
     #[error("failed to read {path}: {source}")]
     Read {
         path: PathBuf,

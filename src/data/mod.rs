@@ -3,6 +3,8 @@
 //! training split into site shards.
 
 pub mod cifar;
+pub mod location;
+pub mod partition;
 
 pub use cifar::{CLASS_COUNT, Cifar10, DataError, IMAGE_BYTES, IMAGE_SIDE, ImageSet, RECORD_BYTES};
 pub mod cli;
