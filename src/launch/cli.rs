@@ -68,7 +68,7 @@ fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPl
     let manifest_path = std::fs::canonicalize(&args.manifest)
         .with_context(|| format!("failed to resolve {}", args.manifest.display()))?;
     let exe = std::env::current_exe().context("failed to find the fedsynth binary")?;
-    let data_dir = data_dir(args.data.as_deref(), manifest.data.dir.as_deref())?;
+    let data_dir = Some(data_dir(args.data.as_deref(), manifest.data.dir.as_deref())?);
     let total_threads = if manifest.run.threads == 0 {
         global.threads
     } else {
@@ -94,17 +94,8 @@ fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPl
 
 /// Resolves the CIFAR-10 directory that every child gets as `--data`,
 /// made absolute so it does not depend on a child's working directory.
-fn data_dir(flag: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
-    // TODO: use `crate::data::location::resolve_data_dir` once it lands.
-    let env = std::env::var_os("FEDSYNTH_DATA").map(PathBuf::from);
-    let chosen = flag
-        .map(Path::to_path_buf)
-        .or(env)
-        .or(manifest.map(Path::to_path_buf));
-    match chosen {
-        Some(dir) => Ok(Some(std::path::absolute(&dir).with_context(|| {
-            format!("failed to resolve the data directory {}", dir.display())
-        })?)),
-        None => Ok(None),
-    }
+fn data_dir(flag: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = crate::data::location::resolve_data_dir(flag, manifest)?;
+    std::path::absolute(&dir)
+        .with_context(|| format!("failed to resolve the data directory {}", dir.display()))
 }
