@@ -1,7 +1,9 @@
 //! DCGAN training. One step at batch B updates the discriminator on B/2
 //! real images labelled 1 and B/2 generated images labelled 0, then updates
 //! the generator through the discriminator (its weights fixed) on B latent
-//! vectors labelled 1. An epoch is one pass over the real images.
+//! vectors labelled 1. As in the reference notebook, an epoch is
+//! ceil(N / B) steps, so it draws half of the N real images; the next
+//! epoch's reshuffle draws a fresh half.
 
 use std::time::Instant;
 
@@ -244,7 +246,7 @@ pub fn train_gan(
     }
 
     let real_per_step = config.batch_size / 2;
-    let steps = images.len().div_ceil(real_per_step);
+    let steps = images.len().div_ceil(config.batch_size);
     tracing::info!(
         images = images.len(),
         steps_per_epoch = steps,
@@ -262,7 +264,7 @@ pub fn train_gan(
 
         let bar = crate::progress::bar(steps as u64, hooks.progress_label.clone());
         let (mut d_total, mut g_total) = (0.0, 0.0);
-        for (step, indices) in order.chunks(real_per_step).enumerate() {
+        for (step, indices) in order.chunks(real_per_step).take(steps).enumerate() {
             let real = images.select(indices).images;
             let losses =
                 trainer
@@ -291,7 +293,7 @@ pub fn train_gan(
                 ("generator".to_string(), g_total / steps as f64),
             ],
             seconds,
-            images_per_second: images.len() as f64 / seconds,
+            images_per_second: (steps * config.batch_size) as f64 / seconds,
         };
         tracing::info!(
             "GAN epoch {}/{}: d_loss {:.4}, g_loss {:.4}, {:.1} s, {:.0} images/s",

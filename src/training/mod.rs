@@ -3,6 +3,7 @@
 //! Nothing here talks to the network; the federation calls these functions.
 
 pub mod adamax;
+pub mod bench;
 pub mod checkpoint;
 pub mod classifier;
 pub mod cli;
@@ -29,7 +30,8 @@ pub struct EpochSummary {
     pub losses: Vec<(String, f64)>,
     /// Wall time of the epoch.
     pub seconds: f64,
-    /// Real training images consumed per second.
+    /// Images per second: real and generated images for the GAN, real ones
+    /// for the classifier.
     pub images_per_second: f64,
 }
 
