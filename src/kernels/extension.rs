@@ -1,5 +1,5 @@
-//! The custom convolution ops as a burn backend extension: the flex
-//! implementation calls the im2col kernels, and the autodiff implementation
+//! The custom convolution and LeakyReLU ops as a burn backend extension:
+//! the flex implementation calls the kernels, and the autodiff implementation
 //! records a backward step that calls them again. No other backend
 //! implements the extension; `kernels::conv2d` never routes one here.
 
@@ -11,10 +11,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::{Shape, TensorData};
+use rayon::prelude::*;
 
 use super::im2col::{self, ConvGeometry};
 
-/// Convolutions computed by `kernels::im2col` instead of burn-flex.
+/// Convolutions and LeakyReLU computed here instead of by burn-flex.
 #[backend_extension(Flex, Autodiff)]
 pub trait FastConv: Backend {
     /// `[B, Cin, H, W]` to `[B, Cout, Ho, Wo]`; `weight` is `[Cout, Cin, kh, kw]`.
@@ -35,6 +36,9 @@ pub trait FastConv: Backend {
         bias: FloatTensor<Self>,
         geometry: ConvGeometry,
     ) -> FloatTensor<Self>;
+
+    /// `x` where it is at least 0, `slope * x` below, in one pass.
+    fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
 }
 
 /// The values of a flex tensor, copied only when its layout is strided.
@@ -61,7 +65,12 @@ fn weight_shape(g: &ConvGeometry) -> [usize; 4] {
     [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]]
 }
 
-fn conv_forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, g: &ConvGeometry) -> FlexTensor {
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    g: &ConvGeometry,
+) -> FlexTensor {
     let out = im2col::forward(g, &values(x), &values(weight), Some(&values(bias)));
     tensor(out, output_shape(g))
 }
@@ -83,8 +92,33 @@ fn transpose_forward(
     tensor(out, input_shape(g))
 }
 
+/// Elements per rayon task of the element-wise kernels.
+const CHUNK: usize = 1 << 14;
+
+fn leaky_forward(x: &FlexTensor, slope: f32) -> FlexTensor {
+    let x_values = values(x);
+    let mut out = vec![0.0f32; x_values.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x_values.par_chunks(CHUNK))
+        .for_each(|(out, x)| {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = if v < 0.0 { v * slope } else { v };
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+}
+
 impl FastConv for Flex {
-    fn fast_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, g: ConvGeometry) -> FlexTensor {
+    fn fast_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
+        leaky_forward(&x, slope)
+    }
+
+    fn fast_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        g: ConvGeometry,
+    ) -> FlexTensor {
         conv_forward(&x, &weight, &bias, &g)
     }
 
@@ -163,7 +197,52 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
     }
 }
 
+/// Backward step of `fast_leaky_relu`; the state holds its input.
+#[derive(Debug)]
+struct LeakyReluBackward;
+
+impl Backward<Flex, 1> for LeakyReluBackward {
+    type State = (FlexTensor, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node_x else {
+            return;
+        };
+        let (x, slope) = ops.state;
+        let (x_values, grad_values) = (values(&x), values(&grad));
+        let mut dx = vec![0.0f32; x_values.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(
+                x_values
+                    .par_chunks(CHUNK)
+                    .zip(grad_values.par_chunks(CHUNK)),
+            )
+            .for_each(|(dx, (x, g))| {
+                for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
+                    *d = if v < 0.0 { g * slope } else { g };
+                }
+            });
+        let dx = FlexTensor::from_data(TensorData::new(dx, x.layout().shape().clone()));
+        grads.register::<Flex>(node.id, dx);
+    }
+}
+
 impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
+    fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let output = leaky_forward(&x, slope);
+        match LeakyReluBackward
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, slope), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn fast_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,

@@ -75,8 +75,15 @@ impl ConvGeometry {
                 let out = &mut col[oy * ow..(oy + 1) * ow];
                 out[..x0].fill(0.0);
                 out[x1..].fill(0.0);
-                for (ox, value) in out[x0..x1].iter_mut().enumerate() {
-                    *value = line[(x0 + ox) * sx + kx - px];
+                if x0 == x1 {
+                    continue;
+                }
+                let start = x0 * sx + kx - px;
+                if sx == 1 {
+                    out[x0..x1].copy_from_slice(&line[start..start + x1 - x0]);
+                } else {
+                    let taken = line[start..].iter().step_by(sx);
+                    out[x0..x1].iter_mut().zip(taken).for_each(|(o, v)| *o = *v);
                 }
             }
         }
@@ -97,8 +104,16 @@ impl ConvGeometry {
             for oy in y0..y1 {
                 let line = &mut plane[(oy * sy + ky - py) * iw..][..iw];
                 let from = &col[oy * ow..(oy + 1) * ow];
-                for (ox, value) in from[x0..x1].iter().enumerate() {
-                    line[(x0 + ox) * sx + kx - px] += value;
+                if x0 == x1 {
+                    continue;
+                }
+                let start = x0 * sx + kx - px;
+                if sx == 1 {
+                    let to = &mut line[start..start + x1 - x0];
+                    to.iter_mut().zip(&from[x0..x1]).for_each(|(t, v)| *t += v);
+                } else {
+                    let to = line[start..].iter_mut().step_by(sx);
+                    to.zip(&from[x0..x1]).for_each(|(t, v)| *t += v);
                 }
             }
         }
@@ -175,7 +190,11 @@ pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>
 /// Gradient of the input, `[batch, in_channels, in_h, in_w]`, from the
 /// output gradient `grad` and the weight.
 pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
-    assert_eq!(grad.len(), g.batch * g.output_len(), "conv output gradient size");
+    assert_eq!(
+        grad.len(),
+        g.batch * g.output_len(),
+        "conv output gradient size"
+    );
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
     let (taps, positions) = (g.taps(), g.positions());
     let mut dx = vec![0.0f32; g.batch * g.input_len()];
@@ -199,7 +218,11 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
 /// over the batch.
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.input_len(), "conv input size");
-    assert_eq!(grad.len(), g.batch * g.output_len(), "conv output gradient size");
+    assert_eq!(
+        grad.len(),
+        g.batch * g.output_len(),
+        "conv output gradient size"
+    );
     let (taps, positions) = (g.taps(), g.positions());
     let weights = g.out_channels * taps;
     // One partial sum per rayon split, at least a few images each.
@@ -256,10 +279,10 @@ mod tests {
                         for c in 0..g.in_channels {
                             for ky in 0..g.kernel[0] {
                                 for kx in 0..g.kernel[1] {
-                                    let iy = (oy * g.stride[0] + ky) as isize
-                                        - g.pad_begin[0] as isize;
-                                    let ix = (ox * g.stride[1] + kx) as isize
-                                        - g.pad_begin[1] as isize;
+                                    let iy =
+                                        (oy * g.stride[0] + ky) as isize - g.pad_begin[0] as isize;
+                                    let ix =
+                                        (ox * g.stride[1] + kx) as isize - g.pad_begin[1] as isize;
                                     if iy < 0 || ix < 0 || iy >= ih || ix >= iw {
                                         continue;
                                     }
@@ -271,8 +294,8 @@ mod tests {
                                 }
                             }
                         }
-                        let oi = ((b * g.out_channels + o) * g.out_size[0] + oy) * g.out_size[1]
-                            + ox;
+                        let oi =
+                            ((b * g.out_channels + o) * g.out_size[0] + oy) * g.out_size[1] + ox;
                         out[oi] = sum;
                     }
                 }
@@ -282,7 +305,9 @@ mod tests {
     }
 
     fn ramp(len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|i| ((i * 7919 % 101) as f32 / 50.0 - 1.0) * scale).collect()
+        (0..len)
+            .map(|i| ((i * 7919 % 101) as f32 / 50.0 - 1.0) * scale)
+            .collect()
     }
 
     fn strided_geometry() -> ConvGeometry {

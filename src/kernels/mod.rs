@@ -1,6 +1,6 @@
-//! Faster CPU kernels for the reference models' convolutions: im2col and
-//! `gemm` for the forward pass and both gradients, registered as a burn
-//! backend extension with its own backward step. They apply only to f32
+//! Faster CPU kernels for the reference models' convolutions and LeakyReLU:
+//! im2col and `gemm` for the forward pass and both gradients, registered as
+//! a burn backend extension with its own backward step. They apply only to f32
 //! tensors on the flex device, with groups and dilation 1; anything else
 //! (wgpu, other dtypes, other layer settings) runs burn's own layer.
 
@@ -17,7 +17,10 @@ use im2col::ConvGeometry;
 
 /// Whether tensors on `device` run on burn's flex CPU backend.
 fn is_flex(device: &Device) -> bool {
-    matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
 }
 
 /// Applies `conv` to `x` like `Conv2d::forward`, through the custom kernels
@@ -126,6 +129,16 @@ pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
         bias.val().into_dispatch(),
         geometry,
     );
+    Tensor::from_dispatch(output)
+}
+
+/// LeakyReLU like `burn::tensor::activation::leaky_relu`, in one pass
+/// forward and one backward on the flex device instead of burn's mask ops.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, negative_slope: f64) -> Tensor<D> {
+    if x.dtype() != DType::F32 || !is_flex(&x.device()) {
+        return burn::tensor::activation::leaky_relu(x, negative_slope);
+    }
+    let output = <Dispatch as FastConv>::fast_leaky_relu(x.into_dispatch(), negative_slope as f32);
     Tensor::from_dispatch(output)
 }
 

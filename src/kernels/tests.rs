@@ -6,7 +6,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::{conv_transpose2d, conv2d};
+use super::{conv_transpose2d, conv2d, leaky_relu};
 
 /// Largest absolute difference between two tensors, relative to the
 /// largest magnitude in `expected`.
@@ -155,4 +155,24 @@ fn dilated_conv2d_falls_back_to_burn() {
     assert_eq!(ours.dims(), [1, 3, 5, 5]);
     let error = relative_error(ours, conv.forward(x));
     assert_eq!(error, 0.0);
+}
+
+#[test]
+fn leaky_relu_matches_burn_with_gradient() {
+    let device = Device::flex().autodiff();
+    let x = input([2, 3, 5, 5], &device);
+    let run = |ours: bool| {
+        let x = x.clone().require_grad();
+        let y = if ours {
+            leaky_relu(x.clone(), 0.2)
+        } else {
+            burn::tensor::activation::leaky_relu(x.clone(), 0.2)
+        };
+        let grads = (y.clone() * y.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).expect("input gradient"))
+    };
+    let (ours, our_grad) = run(true);
+    let (burns, burn_grad) = run(false);
+    assert_eq!(relative_error(ours, burns), 0.0);
+    assert!(relative_error(our_grad, burn_grad) < 1e-6);
 }
