@@ -71,6 +71,8 @@ fn conv_forward(
     bias: &FlexTensor,
     g: &ConvGeometry,
 ) -> FlexTensor {
+    #[cfg(test)]
+    FORWARD_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = im2col::forward(g, &values(x), &values(weight), Some(&values(bias)));
     tensor(out, output_shape(g))
 }
@@ -91,6 +93,11 @@ fn transpose_forward(
     }
     tensor(out, input_shape(g))
 }
+
+/// Forward passes of `fast_conv2d` so far, for tests to check which path ran.
+#[cfg(test)]
+pub(crate) static FORWARD_CALLS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// Elements per rayon task of the element-wise kernels.
 const CHUNK: usize = 1 << 14;
@@ -174,13 +181,22 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         let grad = values(&grad);
         let (x, weight, g) = ops.state;
-        if let Some(node) = node_x {
-            let dx = im2col::forward(&g, &grad, &values(&weight), None);
-            grads.register::<Flex>(node.id, tensor(dx, output_shape(&g)));
-        }
-        if let Some(node) = node_weight {
-            let dw = im2col::weight_grad(&g, &grad, &values(&x));
-            grads.register::<Flex>(node.id, tensor(dw, weight_shape(&g)));
+        match (node_x, node_weight) {
+            (Some(node_x), Some(node_weight)) => {
+                let (dx, dw) =
+                    im2col::forward_and_weight_grad(&g, &grad, &values(&weight), &values(&x));
+                grads.register::<Flex>(node_x.id, tensor(dx, output_shape(&g)));
+                grads.register::<Flex>(node_weight.id, tensor(dw, weight_shape(&g)));
+            }
+            (Some(node), None) => {
+                let dx = im2col::forward(&g, &grad, &values(&weight), None);
+                grads.register::<Flex>(node.id, tensor(dx, output_shape(&g)));
+            }
+            (None, Some(node)) => {
+                let dw = im2col::weight_grad(&g, &grad, &values(&x));
+                grads.register::<Flex>(node.id, tensor(dw, weight_shape(&g)));
+            }
+            (None, None) => {}
         }
         if let Some(node) = node_bias {
             // The bias is per channel of the transposed output, the conv input.

@@ -243,13 +243,56 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
             },
         )
         .map(|(dw, _)| dw)
-        .reduce(
-            || vec![0.0f32; weights],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
+        .reduce(|| vec![0.0f32; weights], add_into)
+}
+
+/// The convolution of `x` with `weight` and the weight gradient against
+/// `grad`, sharing one im2col of each image: the backward pass of a
+/// transposed convolution, whose output gradient is `x` here.
+pub fn forward_and_weight_grad(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), g.batch * g.input_len(), "conv input size");
+    assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
+    assert_eq!(
+        grad.len(),
+        g.batch * g.output_len(),
+        "conv output gradient size"
+    );
+    let (taps, positions) = (g.taps(), g.positions());
+    let weights = g.out_channels * taps;
+    let min_len = g.batch.div_ceil(rayon::current_num_threads()).max(1);
+    let mut out = vec![0.0f32; g.batch * g.output_len()];
+    let dw = out
+        .par_chunks_mut(g.output_len())
+        .zip(x.par_chunks(g.input_len()))
+        .zip(grad.par_chunks(g.output_len()))
+        .with_min_len(min_len)
+        .fold(
+            || (vec![0.0f32; weights], vec![0.0f32; taps * positions]),
+            |(mut dw, mut cols), ((out, image), grad)| {
+                g.im2col(image, &mut cols);
+                let w_strides = [taps as isize, 1];
+                let c_strides = [positions as isize, 1];
+                let shape = [g.out_channels, positions, taps];
+                matmul(shape, out, false, weight, w_strides, &cols, c_strides);
+                let shape = [g.out_channels, taps, positions];
+                let cols_t = [1, positions as isize];
+                matmul(shape, &mut dw, true, grad, c_strides, &cols, cols_t);
+                (dw, cols)
             },
         )
+        .map(|(dw, _)| dw)
+        .reduce(|| vec![0.0f32; weights], add_into);
+    (out, dw)
+}
+
+fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+    a
 }
 
 /// Sum of `grad` over batch and positions, per output channel.
@@ -349,6 +392,18 @@ mod tests {
         let via_weight = dot(&w, &weight_grad(&g, &x, &r));
         assert!((reference - via_input).abs() < 1e-3 * reference.abs().max(1.0));
         assert!((reference - via_weight).abs() < 1e-3 * reference.abs().max(1.0));
+    }
+
+    #[test]
+    fn shared_im2col_matches_separate_passes() {
+        let g = strided_geometry();
+        let x = ramp(g.batch * g.input_len(), 1.0);
+        let w = ramp(g.out_channels * g.taps(), 0.3);
+        let r = ramp(g.batch * g.output_len(), 0.5);
+        let (out, dw) = forward_and_weight_grad(&g, &x, &w, &r);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-4);
+        assert!(close(&out, &forward(&g, &x, &w, None)));
+        assert!(close(&dw, &weight_grad(&g, &x, &r)));
     }
 
     #[test]

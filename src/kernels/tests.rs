@@ -176,3 +176,14 @@ fn leaky_relu_matches_burn_with_gradient() {
     assert_eq!(relative_error(ours, burns), 0.0);
     assert!(relative_error(our_grad, burn_grad) < 1e-6);
 }
+
+#[test]
+fn conv2d_on_flex_runs_the_custom_kernel() {
+    use std::sync::atomic::Ordering;
+    let device = Device::flex();
+    let conv: Conv2d = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
+    let before = super::extension::FORWARD_CALLS.load(Ordering::Relaxed);
+    let _ = conv2d(&conv, input([1, 2, 6, 6], &device));
+    let after = super::extension::FORWARD_CALLS.load(Ordering::Relaxed);
+    assert!(after > before, "conv2d did not reach the custom kernel");
+}
