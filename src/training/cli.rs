@@ -19,7 +19,7 @@ use crate::models::{ClassifierConfig, DiscriminatorConfig, GeneratorConfig};
 
 pub use super::bench::{BenchStepsArgs, bench_steps};
 
-/// Where the training images come from.
+/// Source of the training images.
 #[derive(Debug, Args)]
 pub struct DataArgs {
     /// CIFAR-10 directory (cifar-10-batches-bin); defaults to FEDSYNTH_DATA, then the user cache.
