@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::data::ImageSet;
+use crate::data::partition::{PartitionSpec, partition};
 use crate::launch::manifest::{DataSection, Manifest};
 
 /// Errors while selecting a site's shard.
@@ -17,7 +18,7 @@ pub enum PlanError {
     #[error("shard index {index} is out of range; the manifest has {count} sites (0 to {last})", last = count - 1)]
     ShardIndex { index: usize, count: usize },
     #[error("failed to partition the training split: {0}")]
-    Partition(String),
+    Partition(#[from] crate::data::partition::PartitionError),
 }
 
 /// One site's private images: what it trains on and its audit baseline.
@@ -55,19 +56,12 @@ pub fn test_split(test: ImageSet, data: &DataSection) -> ImageSet {
 }
 
 /// Picks the CIFAR-10 directory: `--data`, then `FEDSYNTH_DATA`, then the
-/// plan's `data.dir`.
-pub fn data_dir(flag: Option<&Path>, manifest: &Manifest) -> anyhow::Result<PathBuf> {
-    // NOTE: replaced by `crate::data::location::resolve_data_dir` once the
-    // data lookup module is merged.
-    if let Some(flag) = flag {
-        return Ok(flag.to_path_buf());
-    }
-    if let Some(env) = std::env::var_os("FEDSYNTH_DATA") {
-        return Ok(PathBuf::from(env));
-    }
-    manifest.data.dir.clone().ok_or_else(|| {
-        anyhow::anyhow!("no CIFAR-10 directory given; pass --data DIR or set FEDSYNTH_DATA")
-    })
+/// plan's `data.dir`, then the per-user cache directory.
+pub fn data_dir(
+    flag: Option<&Path>,
+    manifest: &Manifest,
+) -> Result<PathBuf, crate::data::DataError> {
+    crate::data::location::resolve_data_dir(flag, manifest.data.dir.as_deref())
 }
 
 /// Selects the shard of site `shard_index` from the full training split.
@@ -93,15 +87,15 @@ pub fn site_data(
 
 /// Returns the train and holdout indices of one shard of `pool`.
 fn partition_shard(
-    _pool: &ImageSet,
-    _manifest: &Manifest,
-    _shard_index: usize,
+    pool: &ImageSet,
+    manifest: &Manifest,
+    shard_index: usize,
 ) -> Result<(Vec<usize>, Vec<usize>), PlanError> {
-    // NOTE: replaced by `crate::data::partition::partition` once the
-    // partitioning module is merged.
-    Err(PlanError::Partition(
-        "partitioning is not built into this binary yet".into(),
-    ))
+    let spec =
+        PartitionSpec::from_manifest(&manifest.data, manifest.sites.count, manifest.run.seed);
+    let mut shards = partition(&pool.labels, &spec)?;
+    let shard = shards.swap_remove(shard_index);
+    Ok((shard.train, shard.holdout))
 }
 
 #[cfg(test)]
@@ -148,6 +142,25 @@ mod tests {
         };
         assert_eq!(test_split(numbered(20), &data).len(), 5);
         assert_eq!(test_split(numbered(3), &data).len(), 3);
+    }
+
+    #[test]
+    fn shards_of_all_sites_cover_the_pool_once() {
+        let mut manifest = Manifest::default();
+        manifest.sites.count = 3;
+        manifest.data.train_limit = Some(60);
+        manifest.data.holdout_fraction = 0.1;
+        let train = numbered(200);
+        let shards: Vec<SiteData> = (0..3)
+            .map(|i| site_data(&train, &manifest, i).unwrap())
+            .collect();
+        let total: usize = shards.iter().map(|s| s.train.len() + s.holdout.len()).sum();
+        assert_eq!(total, 60);
+        for shard in &shards {
+            assert!(!shard.holdout.is_empty());
+        }
+        let again = site_data(&train, &manifest, 1).unwrap();
+        assert_eq!(again.train, shards[1].train);
     }
 
     #[test]

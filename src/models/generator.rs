@@ -121,8 +121,12 @@ impl Generator {
         let x = x.reshape([batch, self.channels, self.start_side, self.start_side]);
 
         // [B, 128, 4, 4] -> [B, 64, 8, 8] -> [B, 32, 16, 16]
-        let x = self.norm1.forward(leaky_relu(self.up1.forward(x), self.leaky_slope));
-        let x = self.norm2.forward(leaky_relu(self.up2.forward(x), self.leaky_slope));
+        let x = self
+            .norm1
+            .forward(leaky_relu(self.up1.forward(x), self.leaky_slope));
+        let x = self
+            .norm2
+            .forward(leaky_relu(self.up2.forward(x), self.leaky_slope));
 
         // [B, 32, 16, 16] -> [B, 32, 32, 32] -> [B, 3, 32, 32]
         let x = leaky_relu(self.up3.forward(x), self.leaky_slope);
@@ -147,7 +151,11 @@ mod tests {
     fn generator_output_is_in_tanh_range() {
         let device = Device::flex();
         let generator = GeneratorConfig::new().init(&device);
-        let z = Tensor::<2>::random([4, 100], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let z = Tensor::<2>::random(
+            [4, 100],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let values: Vec<f32> = generator.forward(z).try_into_vec_as().unwrap();
         assert!(values.iter().all(|v| (-1.0..=1.0).contains(v)));
     }

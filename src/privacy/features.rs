@@ -165,5 +165,7 @@ fn classifier_features<'a>(
     // `training::infer::embed_images` (train rows through
     // `augment::augment_bytes`) once the training module provides them.
     let _ = augment::augment_bytes;
-    Err(FeatureError::ClassifierUnavailable(checkpoint.to_path_buf()))
+    Err(FeatureError::ClassifierUnavailable(
+        checkpoint.to_path_buf(),
+    ))
 }

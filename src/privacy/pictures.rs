@@ -51,7 +51,10 @@ pub fn write_histogram_png(
     let (width, height, margin) = (640u32, 320u32, 10u32);
     let mut canvas = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
     let bins = bins.max(1);
-    let finite = series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite());
+    let finite = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|v| v.is_finite());
     let (low, high) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });

@@ -97,7 +97,7 @@ pub fn train_final_classifier(
     _test: &ImageSet,
     _manifest: &Manifest,
     _run_dir: &Path,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<crate::report::Evaluation> {
     // NOTE: replaced by `crate::training::classifier::train_classifier` and
     // `infer::evaluate` once the training module is merged.
     anyhow::bail!("classifier training is not built into this binary yet")
