@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{ClassBalance, Evaluation, RunReport, RunStatus, SiteStatus};
+use super::{AuditSummary, ClassBalance, Evaluation, RunReport, RunStatus, SiteStatus};
 
 /// Renders the whole report as Markdown.
 pub fn render_markdown(report: &RunReport) -> String {
@@ -215,18 +215,28 @@ fn sites(out: &mut String, report: &RunReport) {
     out.push('\n');
 }
 
-/// Names of the audit summary's headline numbers, in display order.
-const AUDIT_HEADLINES: [&str; 4] = [
-    "flagged",
-    "share_closer_than_holdout_p5",
-    "exact_duplicates",
-    "near_duplicates",
+/// The audit summary's headline numbers: a label and a JSON pointer into
+/// the serialised summary, in display order.
+const AUDIT_HEADLINES: [(&str, &str); 5] = [
+    ("flagged", "/flagged_count"),
+    (
+        "share below holdout DCR p5",
+        "/dcr/synthetic_share_below_holdout_p5",
+    ),
+    ("C_T", "/c_t"),
+    ("exact duplicates", "/exact_duplicates"),
+    ("near duplicates", "/near_duplicates"),
 ];
 
-fn audit_headline(summary: &serde_json::Value) -> String {
+fn audit_headline(summary: &AuditSummary) -> String {
+    let Ok(value) = serde_json::to_value(summary) else {
+        return "unreadable".into();
+    };
     let parts: Vec<String> = AUDIT_HEADLINES
         .iter()
-        .filter_map(|key| Some(format!("{key} {}", scalar(summary.get(*key)?)?)))
+        .filter_map(|(label, pointer)| {
+            Some(format!("{label} {}", scalar(value.pointer(pointer)?)?))
+        })
         .collect();
     if parts.is_empty() {
         "see below".into()

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::launch::manifest::Manifest;
 
+pub use crate::privacy::audit::AuditSummary;
 pub use markdown::render_markdown;
-pub use pending::{AuditSummary, Evaluation};
+pub use pending::Evaluation;
 pub use stats::{ClassBalance, agreement, argmax_histogram, label_histogram};
 
 /// File names inside a run folder.

@@ -1,7 +1,6 @@
-//! Stand-ins for two types that other modules are still writing: the
-//! classifier evaluation (from `training::infer`) and the audit summary
-//! (from `privacy::audit`). Their serialised shape matches the real types,
-//! so report files stay readable when the real types replace these.
+//! A stand-in for the classifier evaluation of `training::infer`, which is
+//! still being written. Its serialised shape matches the real type, so
+//! report files stay readable when the real type replaces it.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +14,3 @@ pub struct Evaluation {
     pub confusion: Vec<Vec<u64>>,
     pub count: usize,
 }
-
-// TODO: re-export `crate::privacy::audit::AuditSummary` once privacy lands.
-/// The aggregate statistics of one site's privacy audit.
-pub type AuditSummary = serde_json::Value;
