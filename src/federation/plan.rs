@@ -11,6 +11,8 @@ use rand::seq::SliceRandom;
 use crate::data::ImageSet;
 use crate::data::partition::{PartitionSpec, partition};
 use crate::launch::manifest::{DataSection, Manifest};
+use crate::models::GeneratorConfig;
+use crate::training::{ClassifierTrainConfig, GanTrainConfig};
 
 /// Errors while selecting a site's shard.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,38 @@ pub fn test_split(test: ImageSet, data: &DataSection) -> ImageSet {
         }
         _ => test,
     }
+}
+
+/// Returns a seed for one purpose of one process, derived from the run
+/// seed so every process draws from its own random stream.
+pub fn derived_seed(run_seed: u64, purpose: u64, shard_index: usize) -> u64 {
+    let mixed = run_seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    mixed ^ (shard_index as u64 + 1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// The local DCGAN's settings from the manifest's `[gan]` section.
+pub fn gan_config(manifest: &Manifest, seed: u64) -> GanTrainConfig {
+    let gan = &manifest.gan;
+    GanTrainConfig::new()
+        .with_epochs(gan.epochs)
+        .with_batch_size(gan.batch_size)
+        .with_learning_rate(gan.learning_rate)
+        .with_beta1(gan.beta1)
+        .with_seed(seed)
+        .with_generator(GeneratorConfig::new().with_latent_dim(gan.latent_dim))
+}
+
+/// A classifier's settings from the manifest's `[classifier]` section,
+/// trained for `epochs` (c_k uses `classifier.epochs`, c' uses
+/// `coordinator.final_epochs`).
+pub fn classifier_config(manifest: &Manifest, epochs: usize, seed: u64) -> ClassifierTrainConfig {
+    let classifier = &manifest.classifier;
+    ClassifierTrainConfig::new()
+        .with_epochs(epochs)
+        .with_batch_size(classifier.batch_size)
+        .with_learning_rate(classifier.learning_rate)
+        .with_lr_decay(classifier.lr_decay)
+        .with_seed(seed)
 }
 
 /// Picks the CIFAR-10 directory: `--data`, then `FEDSYNTH_DATA`, then the
@@ -161,6 +195,33 @@ mod tests {
         }
         let again = site_data(&train, &manifest, 1).unwrap();
         assert_eq!(again.train, shards[1].train);
+    }
+
+    #[test]
+    fn configs_follow_the_manifest() {
+        let mut manifest = Manifest::default();
+        manifest.gan.epochs = 3;
+        manifest.gan.latent_dim = 64;
+        manifest.classifier.batch_size = 16;
+        let gan = gan_config(&manifest, 5);
+        assert_eq!(gan.epochs, 3);
+        assert_eq!(gan.generator.latent_dim, 64);
+        assert_eq!(gan.seed, 5);
+        let classifier = classifier_config(&manifest, 7, 9);
+        assert_eq!(classifier.epochs, 7);
+        assert_eq!(classifier.batch_size, 16);
+    }
+
+    #[test]
+    fn derived_seeds_differ_by_purpose_and_shard() {
+        let seeds = [
+            derived_seed(42, 1, 0),
+            derived_seed(42, 1, 1),
+            derived_seed(42, 2, 0),
+        ];
+        assert_ne!(seeds[0], seeds[1]);
+        assert_ne!(seeds[0], seeds[2]);
+        assert_eq!(seeds[0], derived_seed(42, 1, 0));
     }
 
     #[test]
