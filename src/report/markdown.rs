@@ -151,7 +151,8 @@ fn class_balance(out: &mut String, report: &RunReport) {
     let synthetic_total: u64 = synthetic.iter().sum();
     let _ = writeln!(
         out,
-        "| Class | synthetic (pooled) | share | real (all shards) | share |\n|---|---:|---:|---:|---:|"
+        "| Class | synthetic (pooled) | share | real (all shards) | share |\n\
+         |---|---:|---:|---:|---:|"
     );
     for class in 0..real.len().max(synthetic.len()) {
         let s = synthetic.get(class).copied().unwrap_or(0);
@@ -188,7 +189,8 @@ fn sites(out: &mut String, report: &RunReport) {
     let _ = writeln!(
         out,
         "## Sites\n\n\
-         | Site | Shard | Status | Real images | Images received | Dropped by audit | Bytes received | Audit |\n\
+         | Site | Shard | Status | Real images | Images received | Dropped by audit \
+         | Bytes received | Audit |\n\
          |---|---:|---|---:|---:|---:|---:|---|"
     );
     for site in &report.sites {

@@ -198,9 +198,9 @@ fn markdown_lists_sites_and_audits() {
     let text = render_markdown(&sample_report());
     assert!(text.contains("| site-0 | 0 | completed | 300 | 64 | 3 | 199168 B |"));
     assert!(text.contains("dropped: heartbeat timed out after 30 s"));
-    assert!(text.contains(
-        "flagged 3, share below holdout DCR p5 0.0625, C_T 1.5000, exact duplicates 0, near duplicates 1"
-    ));
+    let headline = "flagged 3, share below holdout DCR p5 0.0625, C_T 1.5000, \
+                    exact duplicates 0, near duplicates 1";
+    assert!(text.contains(headline), "{text}");
     assert!(text.contains("| dcr.synthetic_median | 1234.5000 |"));
     assert!(text.contains("| train | 10m 00s |"));
 }
