@@ -331,10 +331,19 @@ fn files(out: &mut String, report: &RunReport) {
          - `manifest.toml`: the manifest of the run.\n\
          - `samples/site-<shard>.png`: synthetic images received from each site.\n\
          - `label_histograms.png`: real and synthetic classes per site.\n\
-         - `losses.png`: training losses reported by the sites."
+         - `losses.png`: training losses reported by the sites.\n\
+         - `checkpoints/final_classifier/`: the weights of c'.\n\
+         - `synthetic/`: the pooled synthetic images and their soft labels."
     );
     if report.final_classifier.is_some() {
         let _ = writeln!(out, "- `confusion.png`: confusion matrix of c'.");
+    }
+    if report.centralised.is_some() {
+        let _ = writeln!(
+            out,
+            "- `confusion_centralised.png`: confusion matrix of c.\n\
+             - `checkpoints/centralised_classifier/`: the weights of c."
+        );
     }
 }
 

@@ -252,3 +252,31 @@ fn read_report_of_missing_folder_names_path() {
         .to_string();
     assert!(err.contains("nope/report.json"), "{err}");
 }
+
+#[test]
+fn write_run_folder_draws_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = sample_report();
+    let samples = [(0, sample_images(20)), (1, sample_images(3))];
+    write_run_folder(dir.path(), &report, &samples).unwrap();
+    for file in [
+        "samples/site-0.png",
+        "samples/site-1.png",
+        "confusion.png",
+        "label_histograms.png",
+        "losses.png",
+    ] {
+        let path = dir.path().join(file);
+        let picture = image::open(&path).unwrap_or_else(|err| panic!("{file}: {err}"));
+        assert!(picture.width() > 0, "{file} is empty");
+    }
+    assert!(!dir.path().join("confusion_centralised.png").exists());
+}
+
+#[test]
+fn centralised_baseline_draws_its_confusion() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run_folder(dir.path(), &sample_report(), &[]).unwrap();
+    add_centralised_baseline(dir.path(), evaluation(0.6), 0.75, 42.0).unwrap();
+    assert!(dir.path().join("confusion_centralised.png").is_file());
+}
