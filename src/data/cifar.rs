@@ -128,7 +128,7 @@ impl ImageSet {
 
     /// Parses records from `bytes`; `path` names the source in errors.
     pub fn from_records(path: &Path, bytes: &[u8]) -> Result<ImageSet, DataError> {
-        if bytes.len() % RECORD_BYTES != 0 {
+        if !bytes.len().is_multiple_of(RECORD_BYTES) {
             return Err(DataError::BadSize {
                 path: path.to_path_buf(),
                 size: bytes.len() as u64,
@@ -251,3 +251,7 @@ fn read_error(path: &Path, source: std::io::Error) -> DataError {
         source,
     }
 }
+
+#[cfg(test)]
+#[path = "cifar_tests.rs"]
+mod tests;

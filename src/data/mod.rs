@@ -3,6 +3,7 @@
 //! training split into site shards.
 
 pub mod cifar;
+pub mod download;
 pub mod location;
 pub mod partition;
 

@@ -1,8 +1,8 @@
 //! Splits the training split into site shards: IID, Dirichlet label skew and
 //! k classes per site, each deterministic by seed.
 //!
-//! These are pure functions over labels; they load no images. Every shard
-//! keeps a random held-out part as the privacy audit's baseline.
+//! These are pure functions over labels, so they load no images. Every
+//! shard keeps a random held-out part as the privacy audit's baseline.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -12,16 +12,16 @@ use rand_distr::{Distribution, Gamma};
 use crate::data::cifar::CLASS_COUNT;
 use crate::launch::manifest::{DataSection, PartitionScheme};
 
-/// How labels are spread over sites.
+/// Partitioning scheme: the rule that spreads labels over sites.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Scheme {
     /// Every site gets a uniform random share of the images.
     Iid,
     /// Per class, the share of each site is drawn from a symmetric
-    /// Dirichlet distribution with concentration `alpha`; a small alpha
+    /// Dirichlet distribution with concentration `alpha`. A small alpha
     /// gives a strong label skew.
     Dirichlet { alpha: f64 },
-    /// Every site holds images of exactly `per_site` classes.
+    /// Every site contains images of exactly `per_site` classes.
     Classes { per_site: usize },
 }
 
@@ -48,7 +48,7 @@ impl Shard {
         self.train.len() + self.holdout.len()
     }
 
-    /// Whether the shard holds no image.
+    /// Whether the shard contains no image.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -251,7 +251,7 @@ fn split_dirichlet(
 /// Moves single images from the largest sites to empty ones.
 ///
 /// Callers ensure there are at least as many images as sites, so while a
-/// site is empty the largest holds at least two images and keeps one.
+/// site is empty the largest contains at least two images and keeps one.
 fn fill_empty_sites(sites: &mut [Vec<usize>]) {
     for empty in 0..sites.len() {
         if !sites[empty].is_empty() {
@@ -262,7 +262,7 @@ fn fill_empty_sites(sites: &mut [Vec<usize>]) {
             .expect("there is at least one site");
         let moved = sites[largest]
             .pop()
-            .expect("the largest site holds at least two images");
+            .expect("the largest site contains at least two images");
         sites[empty].push(moved);
     }
 }

@@ -1,17 +1,94 @@
-//! Placeholder until the federation commands land.
+//! The `coordinator` and `site` commands: flags, their checks, and the
+//! tokio runtime each command runs on.
 
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use clap::Args;
 
 use crate::cli::GlobalArgs;
+use crate::federation::{coordinator, plan, site};
+use crate::launch::manifest::Manifest;
 
 #[derive(Debug, Args)]
-pub struct CoordinatorArgs {}
-#[derive(Debug, Args)]
-pub struct SiteArgs {}
-
-pub fn coordinator(_args: CoordinatorArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub struct CoordinatorArgs {
+    /// Deploy manifest (TOML) describing the run.
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// Run folder to write the report, checkpoints and synthetic sets into.
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Address to serve on, HOST:PORT; defaults to the manifest's
+    /// `coordinator.address`. Port 0 picks a free port.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// File to write the bound address (HOST:PORT) to, atomically.
+    #[arg(long)]
+    pub address_file: Option<PathBuf>,
+    /// CIFAR-10 directory (cifar-10-batches-bin), for the test split.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
-pub fn site(_args: SiteArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// Coordinator URL, http://HOST:PORT.
+    #[arg(long)]
+    pub coordinator: String,
+    /// Index of the shard this site holds, from 0.
+    #[arg(long)]
+    pub shard_index: u32,
+    /// CIFAR-10 directory (cifar-10-batches-bin) holding the training split.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Directory for the site's own files; defaults to `site-<shard>`.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Runs the coordinator; fails when the run fails.
+pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let threads = crate::backend::configure_threads(global.threads);
+    tracing::debug!(threads, "compute threads");
+    let config = coordinator::CoordinatorConfig {
+        address: args
+            .address
+            .unwrap_or_else(|| manifest.coordinator.address.clone()),
+        data_dir: plan::data_dir(args.data.as_deref(), &manifest)?,
+        run_dir: args.run_dir,
+        address_file: args.address_file,
+        manifest,
+    };
+    std::fs::create_dir_all(&config.run_dir)
+        .with_context(|| format!("failed to create run folder {}", config.run_dir.display()))?;
+    let outcome = runtime()?.block_on(coordinator::run(config))?;
+    println!("{}", outcome.report_path.display());
+    match outcome.reason {
+        None => Ok(()),
+        Some(reason) => bail!("run failed: {reason}"),
+    }
+}
+
+/// Runs one site until the coordinator reports the run done.
+pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let threads = crate::backend::configure_threads(global.threads);
+    tracing::debug!(threads, "compute threads");
+    let config = site::SiteConfig {
+        coordinator: args.coordinator,
+        shard_index: args.shard_index,
+        data_flag: args.data,
+        work_dir: args
+            .work_dir
+            .unwrap_or_else(|| PathBuf::from(format!("site-{}", args.shard_index))),
+    };
+    runtime()?.block_on(site::run(config))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")
 }

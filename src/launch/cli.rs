@@ -1,12 +1,104 @@
-//! Placeholder until the launcher lands.
+//! `fedsynth launch MANIFEST`: runs a whole federation on this machine, the
+//! coordinator and each site as a child process of this same binary.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
 use clap::Args;
 
+use super::children;
+use super::manifest::Manifest;
+use super::plan::{self, LaunchPlan};
 use crate::cli::GlobalArgs;
+use crate::report;
 
 #[derive(Debug, Args)]
-pub struct LaunchArgs {}
+pub struct LaunchArgs {
+    /// Deploy manifest (TOML) describing the run, e.g. deploy/local.toml.
+    pub manifest: PathBuf,
+    /// CIFAR-10 directory (cifar-10-batches-bin), passed to every process.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Parent directory of the run folder; overrides the manifest's `run.out_dir`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
 
-pub fn launch(_args: LaunchArgs, _global: &GlobalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+/// Runs the launch command. It fails when the coordinator fails, so the
+/// exit code is 0 exactly when the run completed.
+pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let plan = build_plan(&args, global)?;
+    tracing::info!(
+        run_dir = %plan.run_dir.display(),
+        sites = plan.site_threads.len(),
+        site_threads = ?plan.site_threads,
+        "launching run"
+    );
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    let outcome = runtime.block_on(super::run::run_children(&plan, children::terminal_sink()))?;
+
+    let report_md = plan.run_dir.join(report::REPORT_MD);
+    if outcome.interrupted {
+        bail!(
+            "interrupted; the run folder {} may be incomplete",
+            plan.run_dir.display()
+        );
+    }
+    if !outcome.coordinator.success() {
+        if report_md.is_file() {
+            println!("{}", report_md.display());
+        }
+        bail!(
+            "the coordinator failed ({}); see {}",
+            outcome.coordinator,
+            plan.run_dir.display()
+        );
+    }
+    if plan.manifest.coordinator.centralised_baseline {
+        super::baseline::add_to_run(&plan).context("failed to train the centralised baseline c")?;
+    }
+    tracing::info!(report = %report_md.display(), "run completed");
+    println!("{}", report_md.display());
+    Ok(())
+}
+
+/// Validates the arguments and the manifest and creates the run folder.
+fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPlan> {
+    let manifest = Manifest::load(&args.manifest)?;
+    let manifest_path = std::fs::canonicalize(&args.manifest)
+        .with_context(|| format!("failed to resolve {}", args.manifest.display()))?;
+    let exe = std::env::current_exe().context("failed to find the fedsynth binary")?;
+    let data_dir = Some(data_dir(
+        args.data.as_deref(),
+        manifest.data.dir.as_deref(),
+    )?);
+    let total_threads = if manifest.run.threads == 0 {
+        global.threads
+    } else {
+        manifest.run.threads
+    };
+    let site_threads = plan::split_threads(total_threads, manifest.sites.count);
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| manifest.run.out_dir.clone());
+    let run_dir = plan::create_run_folder(&out_dir, &manifest.run.name, chrono::Utc::now())
+        .with_context(|| format!("failed to create a run folder in {}", out_dir.display()))?;
+    Ok(LaunchPlan {
+        exe,
+        manifest_path,
+        manifest,
+        data_dir,
+        run_dir,
+        coordinator_threads: total_threads,
+        site_threads,
+    })
+}
+
+/// Resolves the CIFAR-10 directory that every child gets as `--data`,
+/// made absolute so it does not depend on a child's working directory.
+fn data_dir(flag: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = crate::data::location::resolve_data_dir(flag, manifest)?;
+    std::path::absolute(&dir)
+        .with_context(|| format!("failed to resolve the data directory {}", dir.display()))
 }

@@ -220,7 +220,7 @@ pub fn run_audit(
     device: &Device,
 ) -> Result<AuditReport, AuditError> {
     config.validate()?;
-    if synthetic.len() % IMAGE_BYTES != 0 {
+    if !synthetic.len().is_multiple_of(IMAGE_BYTES) {
         return Err(AuditError::SyntheticSize(synthetic.len()));
     }
     if train.is_empty() {
@@ -475,4 +475,117 @@ fn closest_pairs(records: &[SyntheticRecord], max_pairs: usize) -> Vec<ClosestPa
 
 fn widen(values: &[f32]) -> Vec<f64> {
     values.iter().map(|&v| f64::from(v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(values: &[u8]) -> ImageSet {
+        let mut set = ImageSet::default();
+        for &value in values {
+            set.images.extend(vec![value; IMAGE_BYTES]);
+            set.labels.push(0);
+        }
+        set
+    }
+
+    fn audit(synthetic: &[u8], train: &ImageSet, holdout: &ImageSet) -> AuditReport {
+        run_audit(
+            synthetic,
+            train,
+            holdout,
+            &AuditConfig::default(),
+            &Device::flex(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rejects_partial_synthetic_image() {
+        let err = run_audit(
+            &[0u8; 100],
+            &images(&[1]),
+            &images(&[2]),
+            &AuditConfig::default(),
+            &Device::flex(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, AuditError::SyntheticSize(100)), "{err}");
+    }
+
+    #[test]
+    fn rejects_empty_training_set() {
+        let err = run_audit(
+            &[],
+            &ImageSet::default(),
+            &images(&[2]),
+            &AuditConfig::default(),
+            &Device::flex(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, AuditError::EmptyTrain), "{err}");
+    }
+
+    #[test]
+    fn rejects_zero_k() {
+        let config = AuditConfig {
+            k: 0,
+            ..AuditConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("k is 0"), "{err}");
+    }
+
+    #[test]
+    fn rejects_threshold_above_one() {
+        let config = AuditConfig {
+            nn_ratio_threshold: 1.5,
+            ..AuditConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn empty_synthetic_set_gives_nan_statistics() {
+        let report = audit(&[], &images(&[10, 20, 30]), &images(&[40]));
+        assert!(report.flagged.is_empty());
+        assert!(report.dcr.synthetic_median.is_nan());
+        assert!(report.copying.c_t.is_nan());
+        assert!(report.summary().flagged_share.is_nan());
+    }
+
+    #[test]
+    fn empty_holdout_gives_nan_baseline() {
+        let synthetic = images(&[10]).images;
+        let report = audit(&synthetic, &images(&[10, 20]), &ImageSet::default());
+        assert!(report.dcr.holdout_p5.is_nan());
+        assert!(report.nn_ratio.holdout_false_positive_rate.is_nan());
+        assert_eq!(report.flagged, vec![0]);
+    }
+
+    #[test]
+    fn identical_images_are_exact_duplicates() {
+        let all = images(&[7, 7, 7, 7]);
+        let report = audit(&all.images, &all, &all);
+        assert_eq!(report.duplicates.exact, 4);
+        assert!(report.synthetic[0].nn_ratio.is_nan());
+        assert_eq!(report.flagged, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn fewer_training_images_than_k_caps_k() {
+        let report = audit(&images(&[5]).images, &images(&[0, 50, 100]), &images(&[60]));
+        assert_eq!(report.k, 3);
+        assert_eq!(report.synthetic[0].nearest_train, 0);
+    }
+
+    #[test]
+    fn summary_of_empty_audit_round_trips() {
+        let summary = audit(&[], &images(&[1]), &ImageSet::default()).summary();
+        let json = serde_json::to_string(&summary).unwrap();
+        let back: AuditSummary = serde_json::from_str(&json).unwrap();
+        assert!(back.c_t.is_nan());
+        assert_eq!(back.train_count, 1);
+    }
 }

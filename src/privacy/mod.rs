@@ -7,6 +7,7 @@ pub mod audit;
 pub mod augment;
 pub mod cli;
 pub mod features;
+pub mod input;
 pub mod kmeans;
 pub mod knn;
 mod nan_serde;

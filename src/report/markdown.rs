@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{ClassBalance, Evaluation, RunReport, RunStatus, SiteStatus};
+use super::{AuditSummary, ClassBalance, Evaluation, RunReport, RunStatus, SiteStatus};
 
 /// Renders the whole report as Markdown.
 pub fn render_markdown(report: &RunReport) -> String {
@@ -151,7 +151,8 @@ fn class_balance(out: &mut String, report: &RunReport) {
     let synthetic_total: u64 = synthetic.iter().sum();
     let _ = writeln!(
         out,
-        "| Class | synthetic (pooled) | share | real (all shards) | share |\n|---|---:|---:|---:|---:|"
+        "| Class | synthetic (pooled) | share | real (all shards) | share |\n\
+         |---|---:|---:|---:|---:|"
     );
     for class in 0..real.len().max(synthetic.len()) {
         let s = synthetic.get(class).copied().unwrap_or(0);
@@ -188,7 +189,8 @@ fn sites(out: &mut String, report: &RunReport) {
     let _ = writeln!(
         out,
         "## Sites\n\n\
-         | Site | Shard | Status | Real images | Images received | Dropped by audit | Bytes received | Audit |\n\
+         | Site | Shard | Status | Real images | Images received | Dropped by audit \
+         | Bytes received | Audit |\n\
          |---|---:|---|---:|---:|---:|---:|---|"
     );
     for site in &report.sites {
@@ -215,18 +217,28 @@ fn sites(out: &mut String, report: &RunReport) {
     out.push('\n');
 }
 
-/// Names of the audit summary's headline numbers, in display order.
-const AUDIT_HEADLINES: [&str; 4] = [
-    "flagged",
-    "share_closer_than_holdout_p5",
-    "exact_duplicates",
-    "near_duplicates",
+/// The audit summary's headline numbers: a label and a JSON pointer into
+/// the serialised summary, in display order.
+const AUDIT_HEADLINES: [(&str, &str); 5] = [
+    ("flagged", "/flagged_count"),
+    (
+        "share below holdout DCR p5",
+        "/dcr/synthetic_share_below_holdout_p5",
+    ),
+    ("C_T", "/c_t"),
+    ("exact duplicates", "/exact_duplicates"),
+    ("near duplicates", "/near_duplicates"),
 ];
 
-fn audit_headline(summary: &serde_json::Value) -> String {
+fn audit_headline(summary: &AuditSummary) -> String {
+    let Ok(value) = serde_json::to_value(summary) else {
+        return "unreadable".into();
+    };
     let parts: Vec<String> = AUDIT_HEADLINES
         .iter()
-        .filter_map(|key| Some(format!("{key} {}", scalar(summary.get(*key)?)?)))
+        .filter_map(|(label, pointer)| {
+            Some(format!("{label} {}", scalar(value.pointer(pointer)?)?))
+        })
         .collect();
     if parts.is_empty() {
         "see below".into()
@@ -319,10 +331,19 @@ fn files(out: &mut String, report: &RunReport) {
          - `manifest.toml`: the manifest of the run.\n\
          - `samples/site-<shard>.png`: synthetic images received from each site.\n\
          - `label_histograms.png`: real and synthetic classes per site.\n\
-         - `losses.png`: training losses reported by the sites."
+         - `losses.png`: training losses reported by the sites.\n\
+         - `checkpoints/final_classifier/`: the weights of c'.\n\
+         - `synthetic/`: the pooled synthetic images and their soft labels."
     );
     if report.final_classifier.is_some() {
         let _ = writeln!(out, "- `confusion.png`: confusion matrix of c'.");
+    }
+    if report.centralised.is_some() {
+        let _ = writeln!(
+            out,
+            "- `confusion_centralised.png`: confusion matrix of c.\n\
+             - `checkpoints/centralised_classifier/`: the weights of c."
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::data::IMAGE_BYTES;
+use crate::privacy::stats::DcrStats;
 
 fn evaluation(accuracy: f64) -> Evaluation {
     let mut confusion = vec![vec![0u64; 10]; 10];
@@ -23,11 +24,7 @@ fn site(index: u32, status: SiteStatus) -> SiteReport {
     site.images_received = 64;
     site.images_dropped_by_audit = 3;
     site.bytes_received = 64 * 3072 + 64 * 40;
-    site.audit = Some(serde_json::json!({
-        "flagged": 3,
-        "share_closer_than_holdout_p5": 0.0625,
-        "dcr": { "synthetic_median": 1234.5, "holdout_median": 1500.25 },
-    }));
+    site.audit = Some(audit_summary());
     site.epochs = vec![EpochRecord {
         phase: "gan".into(),
         epoch: 1,
@@ -37,6 +34,36 @@ fn site(index: u32, status: SiteStatus) -> SiteReport {
         images_per_second: 50.0,
     }];
     site
+}
+
+fn audit_summary() -> AuditSummary {
+    AuditSummary {
+        feature_space: "pixels".into(),
+        synthetic_count: 67,
+        train_count: 285,
+        holdout_count: 15,
+        k: 5,
+        nn_ratio_threshold: 0.5,
+        near_duplicate_distance: 1.0,
+        flagged_count: 3,
+        flagged_share: 3.0 / 67.0,
+        dcr: DcrStats {
+            synthetic_median: 1234.5,
+            synthetic_p5: 900.0,
+            holdout_median: 1500.25,
+            holdout_p5: 1000.0,
+            synthetic_share_below_holdout_p5: 0.0625,
+        },
+        synthetic_nn_ratio_median: 0.9,
+        holdout_nn_ratio_median: 0.88,
+        holdout_false_positive_rate: 0.0,
+        c_t: 1.5,
+        copying_cells: 4,
+        copying_cells_used: 3,
+        exact_duplicates: 0,
+        near_duplicates: 1,
+        seconds: 0.25,
+    }
 }
 
 fn sample_report() -> RunReport {
@@ -171,7 +198,9 @@ fn markdown_lists_sites_and_audits() {
     let text = render_markdown(&sample_report());
     assert!(text.contains("| site-0 | 0 | completed | 300 | 64 | 3 | 199168 B |"));
     assert!(text.contains("dropped: heartbeat timed out after 30 s"));
-    assert!(text.contains("flagged 3, share_closer_than_holdout_p5 0.0625"));
+    let headline = "flagged 3, share below holdout DCR p5 0.0625, C_T 1.5000, \
+                    exact duplicates 0, near duplicates 1";
+    assert!(text.contains(headline), "{text}");
     assert!(text.contains("| dcr.synthetic_median | 1234.5000 |"));
     assert!(text.contains("| train | 10m 00s |"));
 }
@@ -222,4 +251,32 @@ fn read_report_of_missing_folder_names_path() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nope/report.json"), "{err}");
+}
+
+#[test]
+fn write_run_folder_draws_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = sample_report();
+    let samples = [(0, sample_images(20)), (1, sample_images(3))];
+    write_run_folder(dir.path(), &report, &samples).unwrap();
+    for file in [
+        "samples/site-0.png",
+        "samples/site-1.png",
+        "confusion.png",
+        "label_histograms.png",
+        "losses.png",
+    ] {
+        let path = dir.path().join(file);
+        let picture = image::open(&path).unwrap_or_else(|err| panic!("{file}: {err}"));
+        assert!(picture.width() > 0, "{file} is empty");
+    }
+    assert!(!dir.path().join("confusion_centralised.png").exists());
+}
+
+#[test]
+fn centralised_baseline_draws_its_confusion() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run_folder(dir.path(), &sample_report(), &[]).unwrap();
+    add_centralised_baseline(dir.path(), evaluation(0.6), 0.75, 42.0).unwrap();
+    assert!(dir.path().join("confusion_centralised.png").is_file());
 }

@@ -1,0 +1,362 @@
+//! Whole runs with real processes on 127.0.0.1: `fedsynth launch` with a
+//! coordinator and 2 sites, and a run of 3 sites, started one by one, in
+//! which one site is killed while it trains. They read CIFAR-10 from
+//! `FEDSYNTH_DATA` or from `../shared/cifar10/cifar-10-batches-bin`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fedsynth::report::{self, RunReport, RunStatus, SiteStatus};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fedsynth");
+/// Upper bound on one whole tiny run on a shared 2-core machine.
+const RUN_TIMEOUT: Duration = Duration::from_secs(900);
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("FEDSYNTH_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-batches-bin")
+        }
+    }
+}
+
+/// Returns a tiny manifest: 300 images per site and one epoch per model,
+/// except `gan_epochs` for the GAN.
+fn tiny_manifest(out_dir: &Path, sites: usize, min_sites: usize, gan_epochs: usize) -> String {
+    format!(
+        r#"
+[run]
+name = "tiny"
+out_dir = "{out}"
+seed = 7
+threads = 2
+
+[data]
+train_limit = {train_limit}
+test_limit = 500
+
+[coordinator]
+address = "127.0.0.1:0"
+min_sites = {min_sites}
+join_timeout_s = 120
+train_timeout_s = 600
+upload_timeout_s = 120
+heartbeat_timeout_s = 10
+final_epochs = 1
+centralised_baseline = true
+
+[sites]
+count = {sites}
+
+[gan]
+epochs = {gan_epochs}
+batch_size = 32
+
+[classifier]
+epochs = 1
+
+[synthetic]
+samples_per_site = 64
+chunk_images = 32
+
+[audit]
+k = 5
+"#,
+        out = out_dir.display(),
+        train_limit = 300 * sites,
+    )
+}
+
+/// Kills the child on drop, so a failed assert leaves no process behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for `child` with a deadline and returns its status and output.
+fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
+    let mut guard = Guard(child);
+    let mut stdout = guard.0.stdout.take().unwrap();
+    let mut stderr = guard.0.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = guard.0.kill();
+            panic!("process did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn only_run_folder(out_dir: &Path) -> PathBuf {
+    let folders: Vec<PathBuf> = std::fs::read_dir(out_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(folders.len(), 1, "expected one run folder: {folders:?}");
+    folders[0].clone()
+}
+
+fn assert_site_completed(report: &RunReport, shard: u32) {
+    let site = report
+        .sites
+        .iter()
+        .find(|site| site.shard_index == shard)
+        .unwrap_or_else(|| panic!("no site with shard {shard}"));
+    assert_eq!(site.status, SiteStatus::Completed, "shard {shard}");
+    assert!(site.images_received > 0, "shard {shard} sent no image");
+    assert!(site.bytes_received > 0, "shard {shard} sent no byte");
+    assert!(site.audit.is_some(), "shard {shard} sent no audit");
+}
+
+#[test]
+fn launch_runs_coordinator_and_two_sites() {
+    let temp = tempfile::tempdir().unwrap();
+    let out_dir = temp.path().join("runs");
+    let manifest = temp.path().join("tiny.toml");
+    std::fs::write(&manifest, tiny_manifest(&out_dir, 2, 2, 1)).unwrap();
+
+    let child = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(data_dir())
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, RUN_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "launch failed:\n{stdout}\n{stderr}"
+    );
+
+    // The launcher merges the children's logs, each line with its prefix.
+    for prefix in ["[coordinator] ", "[site-0] ", "[site-1] "] {
+        assert!(stderr.contains(prefix), "no {prefix:?} lines in:\n{stderr}");
+    }
+
+    let run_dir = only_run_folder(&out_dir);
+    let name = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("tiny-"), "{name}");
+    let printed = stdout.lines().last().unwrap_or_default();
+    assert_eq!(Path::new(printed), run_dir.join("report.md"));
+
+    let report = report::read_report(&run_dir).unwrap();
+    assert_eq!(report.status, RunStatus::Completed);
+    assert_eq!(report.sites.len(), 2);
+    assert_site_completed(&report, 0);
+    assert_site_completed(&report, 1);
+    let final_eval = report.final_classifier.as_ref().expect("no c' evaluation");
+    assert_eq!(final_eval.per_class_accuracy.len(), 10);
+    assert_eq!(final_eval.count, 500);
+    assert_eq!(report.pooled_label_histogram.len(), 10);
+
+    // The centralised baseline c and its agreement with c'.
+    let centralised = report.centralised.as_ref().expect("no c evaluation");
+    assert_eq!(centralised.count, 500);
+    let agreement = report.agreement.expect("no agreement");
+    assert!((0.0..=1.0).contains(&agreement), "{agreement}");
+
+    for file in [
+        "report.md",
+        "manifest.toml",
+        "samples/site-0.png",
+        "samples/site-1.png",
+        "confusion.png",
+        "label_histograms.png",
+        "losses.png",
+    ] {
+        assert!(run_dir.join(file).is_file(), "missing {file}");
+    }
+    let markdown = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    assert!(markdown.contains("c' accuracy"));
+    assert!(markdown.contains("c accuracy"));
+}
+
+/// Starts `fedsynth` with `args`, its stderr sent line by line to `lines`.
+fn start(args: &[&str], name: &str, lines: mpsc::Sender<(String, String)>) -> Guard {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send((name.clone(), line));
+        }
+    });
+    Guard(child)
+}
+
+fn wait_for_file(path: &Path, timeout: Duration) -> String {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.trim().is_empty() {
+                return text.trim().to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{} was not written within {timeout:?}", path.display());
+}
+
+fn wait_for_exit(guard: &mut Guard, timeout: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = guard.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "process still running after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn run_completes_without_a_killed_site() {
+    let temp = tempfile::tempdir().unwrap();
+    let run_dir = temp.path().join("run");
+    let manifest = temp.path().join("tiny.toml");
+    let mut text = tiny_manifest(&temp.path().join("unused"), 3, 2, 3);
+    text = text.replace(
+        "centralised_baseline = true",
+        "centralised_baseline = false",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let address_file = temp.path().join("address");
+    let data = data_dir();
+    let data = data.to_str().unwrap();
+    let (lines, received) = mpsc::channel();
+
+    let mut coordinator = start(
+        &[
+            "--threads",
+            "2",
+            "coordinator",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+            "--address-file",
+            address_file.to_str().unwrap(),
+            "--data",
+            data,
+        ],
+        "coordinator",
+        lines.clone(),
+    );
+    let address = wait_for_file(&address_file, Duration::from_secs(60));
+    let url = format!("http://{address}");
+    let mut sites: Vec<Guard> = (0..3)
+        .map(|index| {
+            let shard = index.to_string();
+            let work_dir = temp.path().join(format!("site-{index}"));
+            start(
+                &[
+                    "--threads",
+                    "1",
+                    "site",
+                    "--coordinator",
+                    &url,
+                    "--shard-index",
+                    &shard,
+                    "--work-dir",
+                    work_dir.to_str().unwrap(),
+                    "--data",
+                    data,
+                ],
+                &format!("site-{index}"),
+                lines.clone(),
+            )
+        })
+        .collect();
+    drop(lines);
+
+    // Kills site 2 by its PID once it logs its first GAN epoch, so it dies
+    // in the middle of its local training.
+    let started = Instant::now();
+    let mut log = Vec::new();
+    loop {
+        let remaining = Duration::from_secs(300).saturating_sub(started.elapsed());
+        let (name, line) = received
+            .recv_timeout(remaining)
+            .unwrap_or_else(|_| panic!("site-2 logged no epoch; log:\n{}", log.join("\n")));
+        let epoch_line = name == "site-2" && line.to_lowercase().contains("epoch");
+        log.push(format!("[{name}] {line}"));
+        if epoch_line {
+            break;
+        }
+    }
+    let pid = sites[2].0.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+
+    let status = wait_for_exit(&mut coordinator, RUN_TIMEOUT);
+    let drain: Vec<String> = received
+        .try_iter()
+        .map(|(name, line)| format!("[{name}] {line}"))
+        .collect();
+    log.extend(drain);
+    assert!(
+        status.success(),
+        "coordinator failed; log:\n{}",
+        log.join("\n")
+    );
+    for (index, site) in sites.iter_mut().enumerate().take(2) {
+        let status = wait_for_exit(site, Duration::from_secs(60));
+        assert!(status.success(), "site-{index} failed");
+    }
+
+    let report = report::read_report(&run_dir).unwrap();
+    assert_eq!(report.status, RunStatus::Completed);
+    assert_eq!(report.sites.len(), 3);
+    assert_site_completed(&report, 0);
+    assert_site_completed(&report, 1);
+    let killed = report.sites.iter().find(|s| s.shard_index == 2).unwrap();
+    assert!(
+        matches!(killed.status, SiteStatus::Dropped { .. }),
+        "{:?}",
+        killed.status
+    );
+    assert_eq!(killed.images_received, 0);
+    assert!(report.final_classifier.is_some());
+}
