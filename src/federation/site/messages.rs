@@ -94,3 +94,7 @@ pub fn audit_submission(site_id: &str, release: &Release) -> pb::AuditSubmission
         images_dropped_by_audit: release.images_dropped as u32,
     }
 }
+
+#[cfg(test)]
+#[path = "messages_tests.rs"]
+mod tests;
