@@ -24,7 +24,8 @@ fn data_dir() -> PathBuf {
     }
 }
 
-/// A tiny manifest: a few hundred images per site, one epoch everywhere.
+/// Returns a tiny manifest: 300 images per site and one epoch per model,
+/// except `gan_epochs` for the GAN.
 fn tiny_manifest(out_dir: &Path, sites: usize, min_sites: usize, gan_epochs: usize) -> String {
     format!(
         r#"
