@@ -90,7 +90,7 @@ fn no_message_carries_a_shard_image() {
 }
 
 #[test]
-fn upload_starts_with_its_header_and_keeps_every_label() {
+fn upload_header_first_labels_kept() {
     let release = Release {
         images: vec![9; 5 * IMAGE_BYTES],
         probabilities: vec![0.1; 5 * CLASS_COUNT],
