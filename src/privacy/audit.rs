@@ -220,7 +220,7 @@ pub fn run_audit(
     device: &Device,
 ) -> Result<AuditReport, AuditError> {
     config.validate()?;
-    if synthetic.len() % IMAGE_BYTES != 0 {
+    if !synthetic.len().is_multiple_of(IMAGE_BYTES) {
         return Err(AuditError::SyntheticSize(synthetic.len()));
     }
     if train.is_empty() {

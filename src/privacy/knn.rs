@@ -91,7 +91,7 @@ impl<'a> DenseRows<'a> {
         assert!(variants > 0, "a record has at least one row");
         let record = dim * variants;
         assert!(
-            record == 0 || data.len() % record == 0,
+            record == 0 || data.len().is_multiple_of(record),
             "reference data of {} values is not a whole number of {variants} rows of {dim}",
             data.len()
         );

@@ -1,7 +1,9 @@
 //! DCGAN training. One step at batch B updates the discriminator on B/2
 //! real images labelled 1 and B/2 generated images labelled 0, then updates
 //! the generator through the discriminator (its weights fixed) on B latent
-//! vectors labelled 1. An epoch is one pass over the real images.
+//! vectors labelled 1. As in the reference notebook, an epoch is
+//! ceil(N / B) steps, so it draws half of the N real images. The next
+//! epoch reshuffles and draws a fresh half.
 
 use std::time::Instant;
 
@@ -135,8 +137,9 @@ impl GanTrainer {
     pub fn step(&mut self, real: &[u8], rng: &mut StdRng) -> Result<GanStepLosses, &'static str> {
         let count = real.len() / IMAGE_BYTES;
 
-        // Discriminator: real half labelled 1, generated half labelled 0, each
-        // half through its own forward pass so batch norm sees one kind at a time.
+        // Discriminator: real half labelled 1, generated half labelled 0. Each
+        // half gets its own forward pass, so batch norm normalises one kind at
+        // a time.
         let real = images_to_tensor(real, &self.device, PixelScale::Gan);
         let fake = self.generator.forward(self.latent(count, rng)).detach();
         let loss_real = bce_with_logits(self.discriminator.forward(real), 1.0);
@@ -223,9 +226,9 @@ impl GanTrainer {
 
 /// Trains a DCGAN on `images` and returns the networks on the plain device.
 ///
-/// With `hooks.checkpoint_dir` a checkpoint is written after every epoch;
-/// with `hooks.resume` too, training continues from the checkpoint found
-/// there and `config.epochs` counts the epochs already done.
+/// With `hooks.checkpoint_dir` a checkpoint is written after every epoch.
+/// With `hooks.resume` too, training continues from the checkpoint found
+/// there, and `config.epochs` counts the epochs already done.
 pub fn train_gan(
     images: &ImageSet,
     config: &GanTrainConfig,
@@ -244,7 +247,7 @@ pub fn train_gan(
     }
 
     let real_per_step = config.batch_size / 2;
-    let steps = images.len().div_ceil(real_per_step);
+    let steps = images.len().div_ceil(config.batch_size);
     tracing::info!(
         images = images.len(),
         steps_per_epoch = steps,
@@ -262,7 +265,7 @@ pub fn train_gan(
 
         let bar = crate::progress::bar(steps as u64, hooks.progress_label.clone());
         let (mut d_total, mut g_total) = (0.0, 0.0);
-        for (step, indices) in order.chunks(real_per_step).enumerate() {
+        for (step, indices) in order.chunks(real_per_step).take(steps).enumerate() {
             let real = images.select(indices).images;
             let losses =
                 trainer
@@ -291,7 +294,7 @@ pub fn train_gan(
                 ("generator".to_string(), g_total / steps as f64),
             ],
             seconds,
-            images_per_second: images.len() as f64 / seconds,
+            images_per_second: (steps * config.batch_size) as f64 / seconds,
         };
         tracing::info!(
             "GAN epoch {}/{}: d_loss {:.4}, g_loss {:.4}, {:.1} s, {:.0} images/s",

@@ -2,9 +2,10 @@
 //! exactly what leaves a site. Only [`upload_messages`] carries pixels,
 //! and those are the generated images of a [`Release`].
 
-use super::local::{EpochUpdate, Release};
+use super::local::Release;
 use crate::data::{CLASS_COUNT, IMAGE_BYTES};
 use crate::federation::pb;
+use crate::training::EpochSummary;
 
 pub fn join_request(shard_index: u32) -> pb::JoinRequest {
     pb::JoinRequest { shard_index }
@@ -30,7 +31,7 @@ pub fn heartbeat(site_id: &str, phase: pb::SitePhase) -> pb::ProgressReport {
 pub fn epoch_report(
     site_id: &str,
     phase: pb::SitePhase,
-    update: &EpochUpdate,
+    update: &EpochSummary,
 ) -> pb::ProgressReport {
     pb::ProgressReport {
         site_id: site_id.to_string(),

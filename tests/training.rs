@@ -1,0 +1,157 @@
+//! The local training commands, run as real processes on a small slice of
+//! the real CIFAR-10 data: train, sample, label and evaluate.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("FEDSYNTH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/cifar10/cifar-10-batches-bin")
+        })
+}
+
+fn fedsynth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fedsynth"))
+        .args(["--threads", "2"])
+        .args(args)
+        .env("CI", "1")
+        .output()
+        .expect("the fedsynth binary runs")
+}
+
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_sample_and_evaluate_round_trip() {
+    let work = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let gan = work.path().join("gan");
+    let clf = work.path().join("clf");
+    let samples = work.path().join("samples.bin");
+
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data),
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        path(&gan),
+    ]);
+    assert_success(&output);
+    assert!(gan.join("generator.safetensors").is_file());
+    assert!(gan.join("generator.json").is_file());
+
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data),
+        "--limit",
+        "64",
+        "--epochs",
+        "1",
+        "--out",
+        path(&clf),
+    ]);
+    assert_success(&output);
+    assert!(clf.join("classifier.safetensors").is_file());
+
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--classifier",
+        path(&clf),
+        "--count",
+        "10",
+        "--out",
+        path(&samples),
+    ]);
+    assert_success(&output);
+    let records = std::fs::read(&samples).unwrap();
+    assert_eq!(records.len(), 10 * 3073);
+    assert!(records.chunks(3073).all(|record| record[0] < 10));
+    let labels = std::fs::read(work.path().join("samples.bin.labels.f32")).unwrap();
+    assert_eq!(labels.len(), 10 * 10 * 4);
+    let grid = std::fs::read(work.path().join("samples.png")).unwrap();
+    assert_eq!(&grid[1..4], b"PNG");
+
+    // A classifier trained on the sampled set with its soft labels.
+    let synthetic_clf = work.path().join("synthetic-clf");
+    let output = fedsynth(&[
+        "train-classifier",
+        "--images",
+        path(&samples),
+        "--epochs",
+        "1",
+        "--out",
+        path(&synthetic_clf),
+    ]);
+    assert_success(&output);
+
+    let output = fedsynth(&[
+        "evaluate",
+        "--data",
+        path(&data),
+        "--classifier",
+        path(&clf),
+        "--limit",
+        "50",
+    ]);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("of 50 images"), "{stdout}");
+    assert!(stdout.contains("airplane"), "{stdout}");
+    let json = std::fs::read_to_string(clf.join("evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(evaluation["count"], 50);
+    assert_eq!(evaluation["confusion"].as_array().unwrap().len(), 10);
+}
+
+#[test]
+fn sample_without_checkpoint_names_the_file() {
+    let work = tempfile::tempdir().unwrap();
+    let output = fedsynth(&["sample", "--generator", path(work.path()), "--count", "2"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("generator.json"), "{stderr}");
+    assert!(stderr.contains("train first"), "{stderr}");
+}
+
+#[test]
+fn bench_steps_prints_images_per_second() {
+    let output = fedsynth(&[
+        "bench",
+        "steps",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--gan-batch",
+        "4",
+        "--classifier-batch",
+        "4",
+    ]);
+    assert_success(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("GAN step (batch 4)"), "{stdout}");
+    assert!(stdout.contains("classifier step (batch 4)"), "{stdout}");
+    assert!(stdout.contains("images/s"), "{stdout}");
+}
