@@ -61,7 +61,7 @@ fn headline(out: &mut String, report: &RunReport) {
         .wall_seconds()
         .map(duration)
         .unwrap_or_else(|| "unknown".into());
-    let _ = writeln!(out, "| Wall time | {wall} |");
+    let _ = writeln!(out, "| Wall time of the coordinator | {wall} |");
     let _ = writeln!(
         out,
         "| Sites completed | {} of {} |",
@@ -389,9 +389,13 @@ fn ratio(value: f64) -> String {
 }
 
 fn bytes(count: u64) -> String {
+    const KIB: f64 = 1024.0;
     const MIB: f64 = 1024.0 * 1024.0;
-    if count as f64 >= MIB {
-        format!("{:.1} MiB", count as f64 / MIB)
+    let value = count as f64;
+    if value >= MIB {
+        format!("{:.1} MiB", value / MIB)
+    } else if value >= KIB {
+        format!("{:.1} KiB", value / KIB)
     } else {
         format!("{count} B")
     }

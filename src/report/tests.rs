@@ -167,7 +167,7 @@ fn markdown_leads_with_final_accuracy() {
     let per_class = text.find("## Accuracy per class").unwrap();
     assert!(headline < per_class, "headline must come first");
     assert!(text.contains("| Status | completed |"));
-    assert!(text.contains("| Wall time | 12m 05s |"));
+    assert!(text.contains("| Wall time of the coordinator | 12m 05s |"));
     assert!(text.contains("| Sites completed | 1 of 2 |"));
 }
 
@@ -196,7 +196,7 @@ fn markdown_shows_synthetic_class_imbalance() {
 #[test]
 fn markdown_lists_sites_and_audits() {
     let text = render_markdown(&sample_report());
-    assert!(text.contains("| site-0 | 0 | completed | 300 | 64 | 3 | 199168 B |"));
+    assert!(text.contains("| site-0 | 0 | completed | 300 | 64 | 3 | 194.5 KiB |"));
     assert!(text.contains("dropped: heartbeat timed out after 30 s"));
     let headline = "flagged 3, share below holdout DCR p5 0.0625, C_T 1.5000, \
                     exact duplicates 0, near duplicates 1";
