@@ -1,4 +1,4 @@
-//! Which real images each process of a run uses, derived only from the
+//! Selection of the real images each process of a run uses, derived only from the
 //! manifest and its seed, so the coordinator, every site and the launcher's
 //! centralised baseline agree without exchanging any index.
 
@@ -9,7 +9,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::data::ImageSet;
+use crate::data::partition::{PartitionSpec, partition};
 use crate::launch::manifest::{DataSection, Manifest};
+use crate::models::GeneratorConfig;
+use crate::training::{ClassifierTrainConfig, GanTrainConfig};
 
 /// Errors while selecting a site's shard.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +20,7 @@ pub enum PlanError {
     #[error("shard index {index} is out of range; the manifest has {count} sites (0 to {last})", last = count - 1)]
     ShardIndex { index: usize, count: usize },
     #[error("failed to partition the training split: {0}")]
-    Partition(String),
+    Partition(#[from] crate::data::partition::PartitionError),
 }
 
 /// One site's private images: what it trains on and its audit baseline.
@@ -54,20 +57,45 @@ pub fn test_split(test: ImageSet, data: &DataSection) -> ImageSet {
     }
 }
 
+/// Returns a seed for one purpose of one process, derived from the run
+/// seed so every process draws from its own random stream.
+pub fn derived_seed(run_seed: u64, purpose: u64, shard_index: usize) -> u64 {
+    let mixed = run_seed ^ purpose.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    mixed ^ (shard_index as u64 + 1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+}
+
+/// Builds the local DCGAN's settings from the manifest's `[gan]` section.
+pub fn gan_config(manifest: &Manifest, seed: u64) -> GanTrainConfig {
+    let gan = &manifest.gan;
+    GanTrainConfig::new()
+        .with_epochs(gan.epochs)
+        .with_batch_size(gan.batch_size)
+        .with_learning_rate(gan.learning_rate)
+        .with_beta1(gan.beta1)
+        .with_seed(seed)
+        .with_generator(GeneratorConfig::new().with_latent_dim(gan.latent_dim))
+}
+
+/// Builds a classifier's settings from the manifest's `[classifier]` section,
+/// trained for `epochs` (c_k uses `classifier.epochs`, c' uses
+/// `coordinator.final_epochs`).
+pub fn classifier_config(manifest: &Manifest, epochs: usize, seed: u64) -> ClassifierTrainConfig {
+    let classifier = &manifest.classifier;
+    ClassifierTrainConfig::new()
+        .with_epochs(epochs)
+        .with_batch_size(classifier.batch_size)
+        .with_learning_rate(classifier.learning_rate)
+        .with_lr_decay(classifier.lr_decay)
+        .with_seed(seed)
+}
+
 /// Picks the CIFAR-10 directory: `--data`, then `FEDSYNTH_DATA`, then the
-/// plan's `data.dir`.
-pub fn data_dir(flag: Option<&Path>, manifest: &Manifest) -> anyhow::Result<PathBuf> {
-    // NOTE: replaced by `crate::data::location::resolve_data_dir` once the
-    // data lookup module is merged.
-    if let Some(flag) = flag {
-        return Ok(flag.to_path_buf());
-    }
-    if let Some(env) = std::env::var_os("FEDSYNTH_DATA") {
-        return Ok(PathBuf::from(env));
-    }
-    manifest.data.dir.clone().ok_or_else(|| {
-        anyhow::anyhow!("no CIFAR-10 directory given; pass --data DIR or set FEDSYNTH_DATA")
-    })
+/// plan's `data.dir`, then the per-user cache directory.
+pub fn data_dir(
+    flag: Option<&Path>,
+    manifest: &Manifest,
+) -> Result<PathBuf, crate::data::DataError> {
+    crate::data::location::resolve_data_dir(flag, manifest.data.dir.as_deref())
 }
 
 /// Selects the shard of site `shard_index` from the full training split.
@@ -93,15 +121,15 @@ pub fn site_data(
 
 /// Returns the train and holdout indices of one shard of `pool`.
 fn partition_shard(
-    _pool: &ImageSet,
-    _manifest: &Manifest,
-    _shard_index: usize,
+    pool: &ImageSet,
+    manifest: &Manifest,
+    shard_index: usize,
 ) -> Result<(Vec<usize>, Vec<usize>), PlanError> {
-    // NOTE: replaced by `crate::data::partition::partition` once the
-    // partitioning module is merged.
-    Err(PlanError::Partition(
-        "partitioning is not built into this binary yet".into(),
-    ))
+    let spec =
+        PartitionSpec::from_manifest(&manifest.data, manifest.sites.count, manifest.run.seed);
+    let mut shards = partition(&pool.labels, &spec)?;
+    let shard = shards.swap_remove(shard_index);
+    Ok((shard.train, shard.holdout))
 }
 
 #[cfg(test)]
@@ -148,6 +176,52 @@ mod tests {
         };
         assert_eq!(test_split(numbered(20), &data).len(), 5);
         assert_eq!(test_split(numbered(3), &data).len(), 3);
+    }
+
+    #[test]
+    fn shards_of_all_sites_cover_the_pool_once() {
+        let mut manifest = Manifest::default();
+        manifest.sites.count = 3;
+        manifest.data.train_limit = Some(60);
+        manifest.data.holdout_fraction = 0.1;
+        let train = numbered(200);
+        let shards: Vec<SiteData> = (0..3)
+            .map(|i| site_data(&train, &manifest, i).unwrap())
+            .collect();
+        let total: usize = shards.iter().map(|s| s.train.len() + s.holdout.len()).sum();
+        assert_eq!(total, 60);
+        for shard in &shards {
+            assert!(!shard.holdout.is_empty());
+        }
+        let again = site_data(&train, &manifest, 1).unwrap();
+        assert_eq!(again.train, shards[1].train);
+    }
+
+    #[test]
+    fn configs_follow_the_manifest() {
+        let mut manifest = Manifest::default();
+        manifest.gan.epochs = 3;
+        manifest.gan.latent_dim = 64;
+        manifest.classifier.batch_size = 16;
+        let gan = gan_config(&manifest, 5);
+        assert_eq!(gan.epochs, 3);
+        assert_eq!(gan.generator.latent_dim, 64);
+        assert_eq!(gan.seed, 5);
+        let classifier = classifier_config(&manifest, 7, 9);
+        assert_eq!(classifier.epochs, 7);
+        assert_eq!(classifier.batch_size, 16);
+    }
+
+    #[test]
+    fn derived_seeds_differ_by_purpose_and_shard() {
+        let seeds = [
+            derived_seed(42, 1, 0),
+            derived_seed(42, 1, 1),
+            derived_seed(42, 2, 0),
+        ];
+        assert_ne!(seeds[0], seeds[1]);
+        assert_ne!(seeds[0], seeds[2]);
+        assert_eq!(seeds[0], derived_seed(42, 1, 0));
     }
 
     #[test]

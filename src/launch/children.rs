@@ -58,7 +58,7 @@ impl Supervised {
             .map_err(|err| io::Error::other(format!("supervisor of {} failed: {err}", self.name)))?
     }
 
-    /// Whether the child has exited and its output is forwarded.
+    /// Returns whether the child has exited and its output is forwarded.
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
     }
@@ -133,7 +133,7 @@ async fn supervise(
         tokio::select! {
             status = child.wait() => return status,
             stopped = async { stop.wait_for(|stop| *stop).await.is_ok() } => {
-                // A dropped sender means nobody can ask for a stop any more.
+                // A dropped sender can send no stop any more.
                 if !stopped {
                     return child.wait().await;
                 }

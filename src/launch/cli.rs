@@ -68,7 +68,10 @@ fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPl
     let manifest_path = std::fs::canonicalize(&args.manifest)
         .with_context(|| format!("failed to resolve {}", args.manifest.display()))?;
     let exe = std::env::current_exe().context("failed to find the fedsynth binary")?;
-    let data_dir = Some(data_dir(args.data.as_deref(), manifest.data.dir.as_deref())?);
+    let data_dir = Some(data_dir(
+        args.data.as_deref(),
+        manifest.data.dir.as_deref(),
+    )?);
     let total_threads = if manifest.run.threads == 0 {
         global.threads
     } else {

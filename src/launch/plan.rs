@@ -28,17 +28,17 @@ pub struct LaunchPlan {
 }
 
 impl LaunchPlan {
-    /// Path of the file where the coordinator writes its bound address.
+    /// Returns the path of the file where the coordinator writes its address.
     pub fn address_file(&self) -> PathBuf {
         self.run_dir.join(ADDRESS_FILE)
     }
 
-    /// Work directory of the site with shard `index`.
+    /// Returns the work directory of the site with shard `index`.
     pub fn site_dir(&self, index: usize) -> PathBuf {
         self.run_dir.join("sites").join(index.to_string())
     }
 
-    /// Arguments of the coordinator process.
+    /// Returns the arguments of the coordinator process.
     pub fn coordinator_args(&self) -> Vec<OsString> {
         let mut args = self.global_args(self.coordinator_threads);
         args.push("coordinator".into());
@@ -52,7 +52,7 @@ impl LaunchPlan {
         args
     }
 
-    /// Arguments of the site process for shard `index`, dialling `address`
+    /// Returns the arguments of the site process for shard `index`, dialling `address`
     /// (`HOST:PORT`, as the coordinator wrote it).
     pub fn site_args(&self, index: usize, address: &str) -> Vec<OsString> {
         let mut args = self.global_args(self.site_threads[index]);

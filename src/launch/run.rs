@@ -21,7 +21,8 @@ const SITE_EXIT_GRACE: Duration = Duration::from_secs(20);
 /// How long a child has to exit after SIGINT before it is killed.
 const SIGINT_GRACE: Duration = Duration::from_secs(10);
 
-/// How the coordinator of a local run ended.
+/// The end of a local run: the coordinator's exit status and whether
+/// Ctrl-C stopped it.
 #[derive(Debug)]
 pub struct LaunchOutcome {
     pub coordinator: ExitStatus,
@@ -111,16 +112,20 @@ async fn wait_for_coordinator(
     let name = coordinator.name.clone();
     let wait = coordinator.wait();
     tokio::pin!(wait);
-    tokio::select! {
-        status = &mut wait => return Ok((status.with_context(|| format!("failed to wait for {name}"))?, false)),
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::warn!("interrupted; forwarding SIGINT to every child");
-    let _ = stop.send(true);
-    let status = wait
-        .await
-        .with_context(|| format!("failed to wait for {name}"))?;
-    Ok((status, true))
+    let finished = tokio::select! {
+        status = &mut wait => Some(status),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let (status, interrupted) = match finished {
+        Some(status) => (status, false),
+        None => {
+            tracing::warn!("interrupted; forwarding SIGINT to every child");
+            let _ = stop.send(true);
+            (wait.await, true)
+        }
+    };
+    let status = status.with_context(|| format!("failed to wait for {name}"))?;
+    Ok((status, interrupted))
 }
 
 /// Gives the sites [`SITE_EXIT_GRACE`] to exit by themselves, then stops

@@ -95,7 +95,7 @@ impl GeneratorConfig {
         }
     }
 
-    /// A stride-2 transposed convolution with Keras "same" output size
+    /// Builds a stride-2 transposed convolution with Keras "same" output size
     /// (side * 2): output = (side - 1) * 2 - 2 * pad + kernel + out_pad, so
     /// pad = (kernel - 1) / 2 and out_pad = 1 for an odd kernel.
     fn upsample(&self, from: usize, to: usize, device: &Device) -> ConvTranspose2d {

@@ -61,7 +61,7 @@ fn headline(out: &mut String, report: &RunReport) {
         .wall_seconds()
         .map(duration)
         .unwrap_or_else(|| "unknown".into());
-    let _ = writeln!(out, "| Wall time | {wall} |");
+    let _ = writeln!(out, "| Wall time of the coordinator | {wall} |");
     let _ = writeln!(
         out,
         "| Sites completed | {} of {} |",
@@ -151,7 +151,8 @@ fn class_balance(out: &mut String, report: &RunReport) {
     let synthetic_total: u64 = synthetic.iter().sum();
     let _ = writeln!(
         out,
-        "| Class | synthetic (pooled) | share | real (all shards) | share |\n|---|---:|---:|---:|---:|"
+        "| Class | synthetic (pooled) | share | real (all shards) | share |\n\
+         |---|---:|---:|---:|---:|"
     );
     for class in 0..real.len().max(synthetic.len()) {
         let s = synthetic.get(class).copied().unwrap_or(0);
@@ -188,7 +189,8 @@ fn sites(out: &mut String, report: &RunReport) {
     let _ = writeln!(
         out,
         "## Sites\n\n\
-         | Site | Shard | Status | Real images | Images received | Dropped by audit | Bytes received | Audit |\n\
+         | Site | Shard | Status | Real images | Images received | Dropped by audit \
+         | Bytes received | Audit |\n\
          |---|---:|---|---:|---:|---:|---:|---|"
     );
     for site in &report.sites {
@@ -329,10 +331,19 @@ fn files(out: &mut String, report: &RunReport) {
          - `manifest.toml`: the manifest of the run.\n\
          - `samples/site-<shard>.png`: synthetic images received from each site.\n\
          - `label_histograms.png`: real and synthetic classes per site.\n\
-         - `losses.png`: training losses reported by the sites."
+         - `losses.png`: training losses reported by the sites.\n\
+         - `checkpoints/final_classifier/`: the weights of c'.\n\
+         - `synthetic/`: the pooled synthetic images and their soft labels."
     );
     if report.final_classifier.is_some() {
         let _ = writeln!(out, "- `confusion.png`: confusion matrix of c'.");
+    }
+    if report.centralised.is_some() {
+        let _ = writeln!(
+            out,
+            "- `confusion_centralised.png`: confusion matrix of c.\n\
+             - `checkpoints/centralised_classifier/`: the weights of c."
+        );
     }
 }
 
@@ -378,9 +389,13 @@ fn ratio(value: f64) -> String {
 }
 
 fn bytes(count: u64) -> String {
+    const KIB: f64 = 1024.0;
     const MIB: f64 = 1024.0 * 1024.0;
-    if count as f64 >= MIB {
-        format!("{:.1} MiB", count as f64 / MIB)
+    let value = count as f64;
+    if value >= MIB {
+        format!("{:.1} MiB", value / MIB)
+    } else if value >= KIB {
+        format!("{:.1} KiB", value / KIB)
     } else {
         format!("{count} B")
     }

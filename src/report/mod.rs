@@ -6,7 +6,6 @@
 //! written by their owners, not here.
 
 mod markdown;
-mod pending;
 mod pictures;
 mod stats;
 
@@ -18,8 +17,8 @@ use crate::fsutil;
 use crate::launch::manifest::Manifest;
 
 pub use crate::privacy::audit::AuditSummary;
+pub use crate::training::infer::Evaluation;
 pub use markdown::render_markdown;
-pub use pending::Evaluation;
 pub use stats::{ClassBalance, agreement, argmax_histogram, label_histogram};
 
 /// File names inside a run folder.

@@ -35,7 +35,7 @@ pub fn argmax_histogram(probabilities: &[f32], classes: usize) -> Vec<u64> {
 
 /// Share of positions where `a` and `b` hold the same label; `None` when
 /// the slices are empty or differ in length.
-pub fn agreement(a: &[u8], b: &[u8]) -> Option<f64> {
+pub fn agreement<T: PartialEq>(a: &[T], b: &[T]) -> Option<f64> {
     if a.is_empty() || a.len() != b.len() {
         return None;
     }
@@ -120,7 +120,7 @@ mod tests {
     fn agreement_is_share_of_equal_labels() {
         assert_eq!(agreement(&[1, 2, 3, 4], &[1, 2, 0, 0]), Some(0.5));
         assert_eq!(agreement(&[1], &[1, 2]), None);
-        assert_eq!(agreement(&[], &[]), None);
+        assert_eq!(agreement::<u8>(&[], &[]), None);
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn markdown_leads_with_final_accuracy() {
     let per_class = text.find("## Accuracy per class").unwrap();
     assert!(headline < per_class, "headline must come first");
     assert!(text.contains("| Status | completed |"));
-    assert!(text.contains("| Wall time | 12m 05s |"));
+    assert!(text.contains("| Wall time of the coordinator | 12m 05s |"));
     assert!(text.contains("| Sites completed | 1 of 2 |"));
 }
 
@@ -196,11 +196,11 @@ fn markdown_shows_synthetic_class_imbalance() {
 #[test]
 fn markdown_lists_sites_and_audits() {
     let text = render_markdown(&sample_report());
-    assert!(text.contains("| site-0 | 0 | completed | 300 | 64 | 3 | 199168 B |"));
+    assert!(text.contains("| site-0 | 0 | completed | 300 | 64 | 3 | 194.5 KiB |"));
     assert!(text.contains("dropped: heartbeat timed out after 30 s"));
-    assert!(text.contains(
-        "flagged 3, share below holdout DCR p5 0.0625, C_T 1.5000, exact duplicates 0, near duplicates 1"
-    ));
+    let headline = "flagged 3, share below holdout DCR p5 0.0625, C_T 1.5000, \
+                    exact duplicates 0, near duplicates 1";
+    assert!(text.contains(headline), "{text}");
     assert!(text.contains("| dcr.synthetic_median | 1234.5000 |"));
     assert!(text.contains("| train | 10m 00s |"));
 }
@@ -251,4 +251,32 @@ fn read_report_of_missing_folder_names_path() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nope/report.json"), "{err}");
+}
+
+#[test]
+fn write_run_folder_draws_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = sample_report();
+    let samples = [(0, sample_images(20)), (1, sample_images(3))];
+    write_run_folder(dir.path(), &report, &samples).unwrap();
+    for file in [
+        "samples/site-0.png",
+        "samples/site-1.png",
+        "confusion.png",
+        "label_histograms.png",
+        "losses.png",
+    ] {
+        let path = dir.path().join(file);
+        let picture = image::open(&path).unwrap_or_else(|err| panic!("{file}: {err}"));
+        assert!(picture.width() > 0, "{file} is empty");
+    }
+    assert!(!dir.path().join("confusion_centralised.png").exists());
+}
+
+#[test]
+fn centralised_baseline_draws_its_confusion() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run_folder(dir.path(), &sample_report(), &[]).unwrap();
+    add_centralised_baseline(dir.path(), evaluation(0.6), 0.75, 42.0).unwrap();
+    assert!(dir.path().join("confusion_centralised.png").is_file());
 }

@@ -4,9 +4,9 @@
 //!
 //! Every file is written atomically, and `resume/state.json` is written
 //! last, so a run that dies mid-save resumes from the previous epoch's
-//! state. The safetensors files are the interchange format; `resume/` is
-//! burn's own burnpack format because only it keeps the parameter ids that
-//! the optimizer state is keyed by.
+//! state. The safetensors files are the interchange format. `resume/` uses
+//! burn's own burnpack format, because only it keeps the parameter ids that
+//! key the optimizer state.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -212,7 +212,7 @@ pub fn save_state(dir: &Path, state: &TrainingState) -> Result<(), TrainError> {
     fsutil::write_json_atomic(&path, state).map_err(|err| write_error(&path, err))
 }
 
-/// Reads the epoch count, or `None` when `dir` holds no finished checkpoint.
+/// Reads the epoch count, or `None` when `dir` contains no finished checkpoint.
 pub fn load_state(dir: &Path) -> Result<Option<TrainingState>, TrainError> {
     let path = dir.join(RESUME_DIR).join(STATE_FILE);
     if !path.is_file() {

@@ -2,8 +2,8 @@
 //! real images labelled 1 and B/2 generated images labelled 0, then updates
 //! the generator through the discriminator (its weights fixed) on B latent
 //! vectors labelled 1. As in the reference notebook, an epoch is
-//! ceil(N / B) steps, so it draws half of the N real images; the next
-//! epoch's reshuffle draws a fresh half.
+//! ceil(N / B) steps, so it draws half of the N real images. The next
+//! epoch reshuffles and draws a fresh half.
 
 use std::time::Instant;
 
@@ -137,8 +137,9 @@ impl GanTrainer {
     pub fn step(&mut self, real: &[u8], rng: &mut StdRng) -> Result<GanStepLosses, &'static str> {
         let count = real.len() / IMAGE_BYTES;
 
-        // Discriminator: real half labelled 1, generated half labelled 0, each
-        // half through its own forward pass so batch norm sees one kind at a time.
+        // Discriminator: real half labelled 1, generated half labelled 0. Each
+        // half gets its own forward pass, so batch norm normalises one kind at
+        // a time.
         let real = images_to_tensor(real, &self.device, PixelScale::Gan);
         let fake = self.generator.forward(self.latent(count, rng)).detach();
         let loss_real = bce_with_logits(self.discriminator.forward(real), 1.0);
@@ -225,9 +226,9 @@ impl GanTrainer {
 
 /// Trains a DCGAN on `images` and returns the networks on the plain device.
 ///
-/// With `hooks.checkpoint_dir` a checkpoint is written after every epoch;
-/// with `hooks.resume` too, training continues from the checkpoint found
-/// there and `config.epochs` counts the epochs already done.
+/// With `hooks.checkpoint_dir` a checkpoint is written after every epoch.
+/// With `hooks.resume` too, training continues from the checkpoint found
+/// there, and `config.epochs` counts the epochs already done.
 pub fn train_gan(
     images: &ImageSet,
     config: &GanTrainConfig,

@@ -52,7 +52,7 @@ mod tests {
     }
 
     #[test]
-    fn soft_cross_entropy_of_one_hot_is_negative_log_likelihood() {
+    fn soft_cross_entropy_of_one_hot_target() {
         let device = Device::flex();
         let logits = Tensor::<2>::from_data(TensorData::new(vec![2.0f32, 0.0], [1, 2]), &device);
         let targets = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &device);

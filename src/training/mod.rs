@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use classifier::{ClassifierTrainConfig, TrainedClassifier, one_hot, train_classifier};
 pub use gan::{GanModels, GanTrainConfig, train_gan};
 
-/// What one finished epoch reports, to the log and to `TrainHooks::on_epoch`.
+/// Report of one finished epoch, for the log and for `TrainHooks::on_epoch`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochSummary {
     /// Epoch number, counted from 1 and carried on across resumes.
@@ -91,8 +91,8 @@ pub(crate) mod test_data {
 
     use crate::data::{ImageSet, cifar};
 
-    /// The CIFAR-10 directory: `FEDSYNTH_DATA`, else the shared copy beside
-    /// the repository.
+    /// Returns the CIFAR-10 directory: `FEDSYNTH_DATA`, else the shared copy
+    /// beside the repository.
     pub fn data_dir() -> PathBuf {
         std::env::var_os("FEDSYNTH_DATA")
             .map(PathBuf::from)
@@ -102,14 +102,14 @@ pub(crate) mod test_data {
             })
     }
 
-    /// The first `count` images of the first training batch.
+    /// Reads the first `count` images of the first training batch.
     pub fn train_images(count: usize) -> ImageSet {
         let set = ImageSet::read(&data_dir().join(cifar::TRAIN_FILES[0]))
             .expect("CIFAR-10 data present; set FEDSYNTH_DATA");
         set.select(&(0..count).collect::<Vec<_>>())
     }
 
-    /// The first `count` images of the test batch.
+    /// Reads the first `count` images of the test batch.
     pub fn test_images(count: usize) -> ImageSet {
         let set = ImageSet::read(&data_dir().join(cifar::TEST_FILE))
             .expect("CIFAR-10 data present; set FEDSYNTH_DATA");

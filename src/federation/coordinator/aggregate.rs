@@ -8,8 +8,11 @@ use anyhow::Context;
 
 use super::state::Site;
 use crate::data::{CLASS_COUNT, IMAGE_BYTES, ImageSet};
+use crate::federation::plan;
 use crate::fsutil;
 use crate::launch::manifest::Manifest;
+use crate::report::Evaluation;
+use crate::training::{TrainHooks, checkpoint, infer, train_classifier};
 
 /// The synthetic images of every completed site, in shard order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -91,17 +94,54 @@ pub fn save_pooled(run_dir: &Path, pooled: &PooledSet) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write {}", path.display()))
 }
 
-/// Trains c' on the pooled set and evaluates it on `test`.
+/// Directory of the c' checkpoint inside the run folder.
+pub const FINAL_CLASSIFIER_DIR: &str = "checkpoints/final_classifier";
+
+/// Trains c' on the pooled set's soft labels, saves it under
+/// [`FINAL_CLASSIFIER_DIR`] and evaluates it on `test`.
 pub fn train_final_classifier(
-    _pooled: &PooledSet,
-    _test: &ImageSet,
-    _manifest: &Manifest,
-    _run_dir: &Path,
-) -> anyhow::Result<serde_json::Value> {
-    // NOTE: replaced by `crate::training::classifier::train_classifier` and
-    // `infer::evaluate` once the training module is merged.
-    anyhow::bail!("classifier training is not built into this binary yet")
+    pooled: &PooledSet,
+    test: &ImageSet,
+    manifest: &Manifest,
+    run_dir: &Path,
+) -> anyhow::Result<Evaluation> {
+    if pooled.is_empty() {
+        anyhow::bail!("no synthetic image reached the coordinator, so c' cannot be trained");
+    }
+    let device = manifest.run.backend.device()?;
+    let seed = plan::derived_seed(manifest.run.seed, FINAL_SEED, 0);
+    let config = plan::classifier_config(manifest, manifest.coordinator.final_epochs, seed);
+    let hooks = TrainHooks {
+        progress_label: "c'".into(),
+        ..TrainHooks::default()
+    };
+    let trained = train_classifier(
+        &pooled.images,
+        &pooled.probabilities,
+        &config,
+        &device,
+        hooks,
+    )
+    .context("failed to train c' on the pooled synthetic images")?;
+    let dir = run_dir.join(FINAL_CLASSIFIER_DIR);
+    checkpoint::save_classifier(&dir, &trained.classifier, &config.model)
+        .context("failed to save the c' checkpoint")?;
+    let evaluation = infer::evaluate(&trained.classifier, test, &device);
+    tracing::info!(
+        accuracy = evaluation.accuracy,
+        test_images = evaluation.count,
+        "evaluated c' on the real test split"
+    );
+    Ok(Evaluation {
+        accuracy: evaluation.accuracy,
+        per_class_accuracy: evaluation.per_class_accuracy,
+        confusion: evaluation.confusion,
+        count: evaluation.count,
+    })
 }
+
+/// Seed purpose of c', distinct from the sites' purposes.
+const FINAL_SEED: u64 = 100;
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,6 @@
 //! images and writes the run folder. Sites pull all their work from it.
 
 mod aggregate;
-mod interim_report;
 mod report;
 mod run;
 mod service;

@@ -1,11 +1,11 @@
 //! Builds the run report from the coordinator's final state.
 
 use super::aggregate::label_histogram;
-use super::interim_report::{
-    EpochRecord, PhaseTiming, RunReport, RunStatus, SiteReport, SiteStatus,
-};
 use super::state::{Outcome, RunState, SiteState};
 use crate::data::IMAGE_BYTES;
+use crate::report::{
+    EpochRecord, Evaluation, PhaseTiming, RunReport, RunStatus, SiteReport, SiteStatus,
+};
 
 /// Images per site drawn in the report's sample grids.
 pub const SAMPLE_IMAGES: usize = 64;
@@ -15,7 +15,7 @@ pub struct ReportInputs {
     pub run_id: String,
     pub started_at: String,
     pub class_names: Vec<String>,
-    pub final_classifier: Option<serde_json::Value>,
+    pub final_classifier: Option<Evaluation>,
     pub pooled_label_histogram: Vec<u64>,
 }
 
@@ -34,7 +34,7 @@ pub fn build_report(state: &RunState, inputs: ReportInputs) -> RunReport {
         run_id: inputs.run_id,
         status,
         started_at: inputs.started_at,
-        finished_at: super::interim_report::utc_now(),
+        finished_at: crate::report::utc_now(),
         manifest: state.manifest().clone(),
         class_names: inputs.class_names,
         sites: state.sites().iter().map(site_report).collect(),
@@ -83,7 +83,11 @@ fn site_report(site: &super::state::Site) -> SiteReport {
         images_received,
         images_dropped_by_audit: audit.map(|a| a.images_dropped).unwrap_or(0),
         bytes_received,
-        audit: audit.and_then(|a| a.summary.clone()),
+        // The summary arrived as JSON; it fits the report's type when the
+        // site ran the same version of the audit.
+        audit: audit
+            .and_then(|a| a.summary.clone())
+            .and_then(|summary| serde_json::from_value(summary).ok()),
         epochs: site
             .epochs
             .iter()

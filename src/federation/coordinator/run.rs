@@ -14,7 +14,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
 use super::aggregate;
-use super::interim_report::{self, RunStatus};
 use super::report::{self, ReportInputs};
 use super::service::{FederationService, SharedState};
 use super::state::{Outcome, RunPhase, RunState};
@@ -22,6 +21,7 @@ use crate::data::{Cifar10, ImageSet};
 use crate::federation::keepalive;
 use crate::federation::pb::federation_server::FederationServer;
 use crate::launch::manifest::Manifest;
+use crate::report::{self as run_report, Evaluation, RunStatus};
 
 /// How often the control loop applies deadlines and timeouts.
 const TICK: Duration = Duration::from_millis(200);
@@ -42,7 +42,7 @@ pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
 }
 
-/// How a coordinator run ended, with the report it wrote.
+/// Outcome of a coordinator run, with the path of the report it wrote.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub completed: bool,
@@ -75,7 +75,7 @@ pub async fn serve(
 
 /// Runs the whole coordinator and returns how the run ended.
 pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
-    let started_at = interim_report::utc_now();
+    let started_at = run_report::utc_now();
     let data_dir = config.data_dir.clone();
     let (test, class_names) = tokio::task::spawn_blocking(move || Cifar10::load_test(&data_dir))
         .await?
@@ -118,7 +118,7 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
         };
         let samples = report::samples(&guard);
         let report = report::build_report(&guard, inputs);
-        interim_report::write_run_folder(&config.run_dir, &report, &samples)
+        run_report::write_run_folder(&config.run_dir, &report, &samples)
             .context("failed to write the run folder")?;
         report
     };
@@ -163,7 +163,7 @@ async fn aggregate_if_ready(
     state: &SharedState,
     config: &CoordinatorConfig,
     test: &ImageSet,
-) -> (Option<serde_json::Value>, Vec<u64>) {
+) -> (Option<Evaluation>, Vec<u64>) {
     let pooled = {
         let guard = state.lock().unwrap_or_else(|p| p.into_inner());
         if guard.phase() != &RunPhase::Aggregate {

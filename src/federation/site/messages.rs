@@ -2,9 +2,10 @@
 //! exactly what leaves a site. Only [`upload_messages`] carries pixels,
 //! and those are the generated images of a [`Release`].
 
-use super::local::{EpochUpdate, Release};
+use super::local::Release;
 use crate::data::{CLASS_COUNT, IMAGE_BYTES};
 use crate::federation::pb;
+use crate::training::EpochSummary;
 
 pub fn join_request(shard_index: u32) -> pb::JoinRequest {
     pb::JoinRequest { shard_index }
@@ -17,7 +18,7 @@ pub fn poll_request(site_id: &str, finished: pb::TaskKind) -> pb::PollTaskReques
     }
 }
 
-/// A plain heartbeat naming what the site is busy with.
+/// Builds a plain heartbeat naming the site's current phase.
 pub fn heartbeat(site_id: &str, phase: pb::SitePhase) -> pb::ProgressReport {
     pb::ProgressReport {
         site_id: site_id.to_string(),
@@ -26,11 +27,11 @@ pub fn heartbeat(site_id: &str, phase: pb::SitePhase) -> pb::ProgressReport {
     }
 }
 
-/// A heartbeat that closes an epoch, with its summary.
+/// Builds a heartbeat that closes an epoch, with its summary.
 pub fn epoch_report(
     site_id: &str,
     phase: pb::SitePhase,
-    update: &EpochUpdate,
+    update: &EpochSummary,
 ) -> pb::ProgressReport {
     pb::ProgressReport {
         site_id: site_id.to_string(),
@@ -50,7 +51,7 @@ pub fn epoch_report(
     }
 }
 
-/// The upload stream of a release: a header, then chunks of at most
+/// Builds the upload stream of a release: a header, then chunks of at most
 /// `chunk_images` images with their soft labels.
 pub fn upload_messages(
     site_id: &str,
@@ -83,7 +84,7 @@ pub fn upload_messages(
     messages
 }
 
-/// The audit submission of a release: aggregate numbers only.
+/// Builds the audit submission of a release: aggregate numbers only.
 pub fn audit_submission(site_id: &str, release: &Release) -> pb::AuditSubmission {
     pb::AuditSubmission {
         site_id: site_id.to_string(),
@@ -93,3 +94,7 @@ pub fn audit_submission(site_id: &str, release: &Release) -> pb::AuditSubmission
         images_dropped_by_audit: release.images_dropped as u32,
     }
 }
+
+#[cfg(test)]
+#[path = "messages_tests.rs"]
+mod tests;
