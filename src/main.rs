@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = fedsynth::cli::Cli::parse();
     init_logging();
+    fedsynth::kernels::keep_freed_memory();
     match fedsynth::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -4,8 +4,11 @@
 //! tensors on the flex device, with groups and dilation 1; anything else
 //! (wgpu, other dtypes, other layer settings) runs burn's own layer.
 
+mod allocator;
 mod extension;
 pub mod im2col;
+
+pub use allocator::keep_freed_memory;
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::PaddingConfig2d;
