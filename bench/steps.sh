@@ -70,8 +70,9 @@ awk '
             for (f = 1; f <= 3; f++) {
                 key = names[f] " " steps[s]
                 if (!(key in median)) continue
-                ratio = median["fedsynth " steps[s]] / median[key]
-                printf "%-10s %-10s median %.4f s/step  fedsynth / %s = %.2f\n",
-                    names[f], steps[s], median[key], names[f], ratio
+                printf "%-10s %-10s median %.4f s/step", names[f], steps[s], median[key]
+                if (f > 1)
+                    printf "  fedsynth / %s = %.2f", names[f], median["fedsynth " steps[s]] / median[key]
+                printf "\n"
             }
     }' "$results"
