@@ -103,7 +103,7 @@ pub fn union_of_shards(train: &ImageSet, manifest: &Manifest) -> anyhow::Result<
 /// Purpose tag of c's seed, so c shuffles unlike c' and the sites.
 const CENTRALISED_SEED: u64 = 0x63_656e_7472;
 
-/// The classifier settings of the manifest with `coordinator.final_epochs`.
+/// Returns the manifest's classifier settings with `coordinator.final_epochs`.
 pub fn centralised_config(manifest: &Manifest) -> ClassifierTrainConfig {
     let seed = derived_seed(manifest.run.seed, CENTRALISED_SEED, 0);
     classifier_config(manifest, manifest.coordinator.final_epochs, seed)
