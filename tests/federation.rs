@@ -25,7 +25,7 @@ fn data_dir() -> PathBuf {
         })
 }
 
-/// A tiny run; `coordinator` lines go into the `[coordinator]` section.
+/// Writes a tiny run's manifest; `coordinator` lines go into the `[coordinator]` section.
 fn write_manifest(dir: &Path, sites: usize, min_sites: usize, coordinator: &str) -> PathBuf {
     let text = format!(
         r#"
@@ -231,7 +231,7 @@ fn read_report(dir: &Path) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_uploads_are_rejected_and_a_good_site_completes() {
+async fn malformed_uploads_rejected_then_site_completes() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(
         dir.path(),
@@ -348,7 +348,7 @@ async fn malformed_uploads_are_rejected_and_a_good_site_completes() {
     .unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition, "{}", late.message());
 
-    // The real site trains, uploads and is told the run is done.
+    // The real site trains and uploads, and the coordinator reports the run done.
     let done = poll_until(&mut client, &id, pb::TaskKind::Unspecified, LONG).await;
     assert_eq!(done.kind(), pb::TaskKind::Done, "{}", done.message);
     let site_status = site.wait_exit(Duration::from_secs(60));
@@ -373,7 +373,7 @@ async fn malformed_uploads_are_rejected_and_a_good_site_completes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_few_sites_fail_the_run_within_the_join_timeout() {
+async fn too_few_sites_fail_join_phase() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), 3, 2, "join_timeout_s = 2");
     let started = Instant::now();

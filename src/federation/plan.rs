@@ -1,4 +1,4 @@
-//! Which real images each process of a run uses, derived only from the
+//! Selection of the real images each process of a run uses, derived only from the
 //! manifest and its seed, so the coordinator, every site and the launcher's
 //! centralised baseline agree without exchanging any index.
 
@@ -64,7 +64,7 @@ pub fn derived_seed(run_seed: u64, purpose: u64, shard_index: usize) -> u64 {
     mixed ^ (shard_index as u64 + 1).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
-/// The local DCGAN's settings from the manifest's `[gan]` section.
+/// Builds the local DCGAN's settings from the manifest's `[gan]` section.
 pub fn gan_config(manifest: &Manifest, seed: u64) -> GanTrainConfig {
     let gan = &manifest.gan;
     GanTrainConfig::new()
@@ -76,7 +76,7 @@ pub fn gan_config(manifest: &Manifest, seed: u64) -> GanTrainConfig {
         .with_generator(GeneratorConfig::new().with_latent_dim(gan.latent_dim))
 }
 
-/// A classifier's settings from the manifest's `[classifier]` section,
+/// Builds a classifier's settings from the manifest's `[classifier]` section,
 /// trained for `epochs` (c_k uses `classifier.epochs`, c' uses
 /// `coordinator.final_epochs`).
 pub fn classifier_config(manifest: &Manifest, epochs: usize, seed: u64) -> ClassifierTrainConfig {

@@ -14,7 +14,7 @@ use crate::data::{CLASS_COUNT, IMAGE_BYTES};
 /// How far a soft-label row may sum away from 1.
 pub const PROBABILITY_TOLERANCE: f64 = 1e-3;
 
-/// Why a site's message was refused. Each maps to one gRPC code.
+/// Reason a site's message was rejected. Each maps to one gRPC code.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Rejection {
     #[error("unknown site id `{0}`; call Join first and use the id it returns")]
@@ -64,7 +64,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// The gRPC status code this rejection is sent with.
+    /// Returns the gRPC status code this rejection is sent with.
     pub fn code(&self) -> Code {
         use Rejection::*;
         match self {
@@ -129,7 +129,7 @@ pub fn check_chunk(
     received: usize,
     announced: u32,
 ) -> Result<usize, Rejection> {
-    if chunk.images.len() % IMAGE_BYTES != 0 {
+    if !chunk.images.len().is_multiple_of(IMAGE_BYTES) {
         return Err(Rejection::ChunkBytes {
             bytes: chunk.images.len(),
         });
@@ -324,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_a_chunk_whose_labels_do_not_match_its_images() {
+    fn rejects_chunk_label_count_mismatch() {
         let mut chunk = uniform_chunk(2);
         chunk.probabilities.truncate(CLASS_COUNT);
         let err = check_chunk(&chunk, 0, 4).unwrap_err();
@@ -360,7 +360,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_more_images_than_announced_as_out_of_range() {
+    fn rejects_extra_images_as_out_of_range() {
         let mut buffer = UploadBuffer::new(header(2), 10).unwrap();
         buffer.push(uniform_chunk(2)).unwrap();
         let err = buffer.push(uniform_chunk(1)).unwrap_err();

@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use super::features::FeatureSpace;
 use super::features::{self, FeatureError, Features};
 use super::stats::{self, CellDistances, CopyingTest, DcrStats, Duplicates};
-use super::{kmeans, nan_serde, pictures};
+use super::{kmeans, nan_serde};
 use crate::data::cifar::{IMAGE_BYTES, ImageSet};
+use crate::imaging::{self, ImagingError};
 
 /// Settings of one audit. Distances are L2 in the units of the feature space
 /// (pixels in [0, 1] for [`FeatureSpace::Pixels`]).
@@ -111,8 +112,8 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("failed to draw {path}: {message}")]
-    Picture { path: PathBuf, message: String },
+    #[error("failed to draw {path}: {source}")]
+    Picture { path: PathBuf, source: ImagingError },
 }
 
 /// Nearest-neighbour ratios of synthetic and held-out images.
@@ -345,7 +346,8 @@ impl AuditReport {
 
     /// Writes `audit.json`, `closest_pairs.png` (each synthetic image beside
     /// its nearest training image) and `dcr_histogram.png` into `out_dir`,
-    /// each atomically. `synthetic` and `train` are the audited images.
+    /// each atomically. `synthetic` and `train` are the audited images. A
+    /// picture with nothing to draw (no synthetic image) is not written.
     pub fn write_outputs(
         &self,
         synthetic: &[u8],
@@ -356,6 +358,21 @@ impl AuditReport {
         crate::fsutil::write_json_atomic(&json, self)
             .map_err(|source| AuditError::Write { path: json, source })?;
 
+        self.write_pairs(synthetic, train, &out_dir.join("closest_pairs.png"))?;
+        self.write_histogram(&out_dir.join("dcr_histogram.png"))
+    }
+
+    /// Draws each closest pair; skipped when there is no synthetic image.
+    fn write_pairs(
+        &self,
+        synthetic: &[u8],
+        train: &ImageSet,
+        path: &Path,
+    ) -> Result<(), AuditError> {
+        if self.closest_pairs.is_empty() {
+            tracing::info!(path = %path.display(), "no synthetic image, so no pairs picture");
+            return Ok(());
+        }
         let mut left = Vec::with_capacity(self.closest_pairs.len() * IMAGE_BYTES);
         let mut right = Vec::with_capacity(self.closest_pairs.len() * IMAGE_BYTES);
         let mut captions = Vec::with_capacity(self.closest_pairs.len());
@@ -367,29 +384,36 @@ impl AuditReport {
                 pair.synthetic, pair.train, pair.distance
             ));
         }
-        let pairs = out_dir.join("closest_pairs.png");
-        pictures::write_pairs_png(&left, &right, &captions, &pairs).map_err(|message| {
+        imaging::write_pairs_png(&left, &right, &captions, path).map_err(|source| {
             AuditError::Picture {
-                path: pairs.clone(),
-                message,
+                path: path.to_path_buf(),
+                source,
             }
-        })?;
+        })
+    }
 
-        let synthetic_dcr: Vec<f64> = self.synthetic.iter().map(|r| f64::from(r.dcr)).collect();
-        let histogram = out_dir.join("dcr_histogram.png");
-        let series = [
-            ("synthetic", synthetic_dcr),
-            ("holdout", self.holdout_dcr.clone()),
-        ];
-        pictures::write_histogram_png(
-            "distance to closest training record",
-            &series,
-            40,
-            &histogram,
-        )
-        .map_err(|message| AuditError::Picture {
-            path: histogram.clone(),
-            message,
+    /// Draws both DCR distributions, leaving out non-finite values and empty
+    /// series; skipped when both are empty.
+    fn write_histogram(&self, path: &Path) -> Result<(), AuditError> {
+        let finite = |values: &mut dyn Iterator<Item = f64>| -> Vec<f64> {
+            values.filter(|v| v.is_finite()).collect()
+        };
+        let synthetic = finite(&mut self.synthetic.iter().map(|r| f64::from(r.dcr)));
+        let holdout = finite(&mut self.holdout_dcr.iter().copied());
+        let series: Vec<(&str, Vec<f64>)> = [("synthetic", synthetic), ("holdout", holdout)]
+            .into_iter()
+            .filter(|(_, values)| !values.is_empty())
+            .collect();
+        if series.is_empty() {
+            tracing::info!(path = %path.display(), "no finite distance, so no histogram");
+            return Ok(());
+        }
+        let title = "distance to closest training record";
+        imaging::write_histogram_png(title, &series, 40, path).map_err(|source| {
+            AuditError::Picture {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 }
@@ -587,5 +611,17 @@ mod tests {
         let back: AuditSummary = serde_json::from_str(&json).unwrap();
         assert!(back.c_t.is_nan());
         assert_eq!(back.train_count, 1);
+    }
+
+    #[test]
+    fn write_outputs_of_empty_audit_writes_only_json() {
+        let report = audit(&[], &images(&[1]), &ImageSet::default());
+        let dir = tempfile::tempdir().unwrap();
+        report
+            .write_outputs(&[], &images(&[1]), dir.path())
+            .unwrap();
+        assert!(dir.path().join("audit.json").is_file());
+        assert!(!dir.path().join("closest_pairs.png").exists());
+        assert!(!dir.path().join("dcr_histogram.png").exists());
     }
 }

@@ -6,8 +6,8 @@
 //!
 //! NOTE: a copy shifted with a black (zero-filled) border differs from the
 //! edge-replicated variant by a whole border row, about as much as two
-//! distinct images differ, so the audit flags only some of those copies
-//! (34 of 50 in one run on 3,000 CIFAR-10 training images).
+//! distinct images differ. The audit therefore flags only some of those
+//! copies: 34 of 50 in one run on 3,000 CIFAR-10 training images.
 
 use crate::data::cifar::{IMAGE_BYTES, IMAGE_SIDE};
 

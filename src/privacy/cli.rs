@@ -108,9 +108,12 @@ fn load_reference_sets(args: &AuditArgs) -> anyhow::Result<(ImageSet, ImageSet)>
                 bail!("--holdout-fraction {fraction} must be between 0 and 1, exclusive");
             }
             let keep = data.train.len() - (data.train.len() as f64 * fraction).round() as usize;
-            let kept: Vec<usize> = (0..keep).collect();
-            let held: Vec<usize> = (keep..data.train.len()).collect();
-            (data.train.select(&kept), data.train.select(&held))
+            let train_indices: Vec<usize> = (0..keep).collect();
+            let holdout_indices: Vec<usize> = (keep..data.train.len()).collect();
+            (
+                data.train.select(&train_indices),
+                data.train.select(&holdout_indices),
+            )
         }
         (None, None) => (data.train, data.test),
     };

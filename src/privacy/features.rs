@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::{self, VARIANTS};
 use super::knn::{self, AugmentedImages, DenseRows, Neighbours};
 use crate::data::cifar::IMAGE_BYTES;
+use crate::training::{TrainError, checkpoint, infer};
 
 /// The space in which distances between images are measured.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,9 +42,12 @@ impl FeatureSpace {
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
     #[error(
-        "classifier features from {0} are not available in this build; audit with pixel features instead"
+        "failed to load the classifier checkpoint {path} for embedding features: {source}; pass a directory written by `fedsynth train-classifier`"
     )]
-    ClassifierUnavailable(PathBuf),
+    Checkpoint {
+        path: PathBuf,
+        source: Box<TrainError>,
+    },
 }
 
 /// Training records in a feature space, each with its variants.
@@ -154,18 +158,112 @@ pub fn unit_pixels(images: &[u8]) -> Vec<f32> {
     images.iter().map(|&v| f32::from(v) / 255.0).collect()
 }
 
-fn classifier_features<'a>(
+/// Training images embedded per chunk, so only one chunk of variants is
+/// held as bytes at a time.
+const EMBED_CHUNK: usize = 1024;
+
+fn classifier_features(
     checkpoint: &Path,
-    _synthetic: &[u8],
-    _train: &'a [u8],
-    _holdout: &[u8],
-    _device: &Device,
-) -> Result<Features<'a>, FeatureError> {
-    // TODO: embed with `training::checkpoint::load_classifier` and
-    // `training::infer::embed_images` (train rows through
-    // `augment::augment_bytes`) once the training module provides them.
-    let _ = augment::augment_bytes;
-    Err(FeatureError::ClassifierUnavailable(
-        checkpoint.to_path_buf(),
-    ))
+    synthetic: &[u8],
+    train: &[u8],
+    holdout: &[u8],
+    device: &Device,
+) -> Result<Features<'static>, FeatureError> {
+    let (classifier, config) =
+        checkpoint::load_classifier(checkpoint, device).map_err(|source| {
+            FeatureError::Checkpoint {
+                path: checkpoint.to_path_buf(),
+                source: Box::new(source),
+            }
+        })?;
+    let dim = config.hidden;
+    let embed = |images: &[u8]| infer::embed_images(&classifier, images, device);
+
+    // Every training image is embedded with all its variants, record-major,
+    // which is the row layout `TrainRows::Embedded` expects.
+    let records = train.len() / IMAGE_BYTES;
+    let mut rows = Vec::with_capacity(records * VARIANTS.len() * dim);
+    let bar = crate::progress::bar(records as u64, "embed");
+    for chunk in train.chunks(EMBED_CHUNK * IMAGE_BYTES) {
+        rows.extend(embed(&augment::augment_bytes(chunk)));
+        bar.inc((chunk.len() / IMAGE_BYTES) as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Features {
+        dim,
+        synthetic: embed(synthetic),
+        holdout: embed(holdout),
+        train: TrainRows::Embedded {
+            rows: Cow::Owned(rows),
+            dim,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::classifier::ClassifierConfig;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    fn random_images(count: usize, seed: u64) -> Vec<u8> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..count * IMAGE_BYTES)
+            .map(|_| rng.random::<u8>())
+            .collect()
+    }
+
+    #[test]
+    fn pixel_features_scale_to_unit_range() {
+        let features = compute(
+            &FeatureSpace::Pixels,
+            &[0, 255],
+            &[],
+            &[51],
+            &Device::flex(),
+        );
+        let features = features.unwrap();
+        assert_eq!(features.synthetic, vec![0.0, 1.0]);
+        assert_eq!(features.holdout, vec![0.2]);
+    }
+
+    #[test]
+    fn classifier_features_embed_every_variant() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClassifierConfig::new();
+        let classifier = config.init(&device);
+        checkpoint::save_classifier(dir.path(), &classifier, &config).unwrap();
+
+        let train = random_images(3, 1);
+        let copy = augment::variant_bytes(
+            &train[IMAGE_BYTES..2 * IMAGE_BYTES],
+            augment::Variant::Mirror,
+        );
+        let space = FeatureSpace::Classifier(dir.path().to_path_buf());
+        let features = compute(&space, &copy, &train, &random_images(2, 2), &device).unwrap();
+        assert_eq!(features.dim, 256);
+        assert_eq!(features.synthetic.len(), 256);
+        assert_eq!(features.holdout.len(), 2 * 256);
+        assert_eq!(features.train.records(), 3);
+
+        let nearest = features.train.search(&features.synthetic, 1);
+        assert_eq!(nearest.indices, vec![1]);
+        assert!(nearest.distances[0] < 1e-3, "{:?}", nearest.distances);
+    }
+
+    #[test]
+    fn rejects_missing_classifier_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = FeatureSpace::Classifier(dir.path().join("absent"));
+        let train = random_images(1, 0);
+        let result = compute(&space, &[], &train, &[], &Device::flex());
+        let err = result
+            .err()
+            .expect("a missing checkpoint is an error")
+            .to_string();
+        assert!(err.contains("absent"), "{err}");
+        assert!(err.contains("train-classifier"), "{err}");
+    }
 }

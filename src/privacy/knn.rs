@@ -6,9 +6,9 @@
 //! distance tile per thread, whatever the number of references. Approximate
 //! squared distances from the multiply only select the candidates; the k
 //! survivors are recomputed directly, so an identical pair reads exactly 0.
-//! Several consecutive reference rows may belong to one record (the mirrored
-//! and shifted variants of a training image); the k neighbours are then k
-//! distinct records, each at the minimum distance over its rows.
+//! Several consecutive reference rows may belong to one record, such as the
+//! mirrored and shifted variants of a training image. The k neighbours are
+//! then k distinct records, each at the minimum distance over its rows.
 
 use rayon::prelude::*;
 
@@ -217,7 +217,7 @@ pub fn search<R: ReferenceRows>(queries: &[f32], references: &R, k: usize) -> Ne
     let mut buffer = vec![0.0f32; block_rows * dim];
     let bar = crate::progress::bar(references.rows().div_ceil(block_rows) as u64, "knn");
 
-    // Stream over reference blocks. Every query tile sees each block once,
+    // Stream over reference blocks. Every query tile reads each block once,
     // so a block is generated and its norms computed once for all queries.
     for start in (0..references.rows()).step_by(block_rows) {
         let count = block_rows.min(references.rows() - start);
@@ -255,8 +255,8 @@ struct Tile<'a> {
 
 /// Offers every row of `tile` to every query's top-k list.
 ///
-/// Tiles of queries run in parallel with a single-threaded multiply each;
-/// with fewer tiles than threads, the tiles run in turn and the multiply
+/// Tiles of queries run in parallel, each with a single-threaded multiply.
+/// With fewer tiles than threads, the tiles run in turn and the multiply
 /// itself is parallel.
 fn update_lists(queries: &[f32], query_norms: &[f32], lists: &mut [TopK], tile: &Tile) {
     let threads = rayon::current_num_threads();
@@ -311,10 +311,10 @@ fn offer_tile(
 
     // dots[i][j] = lhs[i] . block[j]: lhs is rows x dim row-major, and the
     // block read with row stride 1 and column stride dim is its transpose.
-    // SAFETY: every pointer covers its slice for the strides and sizes
-    // given: dst rows x columns (row stride `columns`), lhs rows x dim
-    // (row stride `dim`), rhs dim x columns (column stride `dim`); dst does
-    // not alias either input.
+    // SAFETY: every pointer covers its slice for the given strides and
+    // sizes. dst is rows x columns (row stride `columns`), lhs is rows x dim
+    // (row stride `dim`) and rhs is dim x columns (column stride `dim`).
+    // dst does not alias either input.
     unsafe {
         gemm::gemm(
             rows,
@@ -380,8 +380,8 @@ fn refine<R: ReferenceRows>(
                     })
                     .collect();
                 exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                // A list holds fewer than k entries only when distances were
-                // NaN; the missing neighbours read as infinitely far.
+                // A list has fewer than k entries only when distances were
+                // NaN. The missing neighbours read as infinitely far.
                 exact.resize(k, (f32::INFINITY, u32::MAX));
                 exact
             },

@@ -11,5 +11,4 @@ pub mod input;
 pub mod kmeans;
 pub mod knn;
 mod nan_serde;
-mod pictures;
 pub mod stats;

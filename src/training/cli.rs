@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use image::ImageEncoder as _;
 
 use super::checkpoint;
 use super::infer::{self, argmax};
@@ -237,7 +236,8 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .grid
         .clone()
         .unwrap_or_else(|| args.out.with_extension("png"));
-    write_grid(&set.images, args.columns, &grid)?;
+    crate::imaging::write_grid_png(&set.images, args.columns, &grid)
+        .with_context(|| format!("failed to write the sample grid {}", grid.display()))?;
     tracing::info!(count = args.count, out = %args.out.display(), grid = %grid.display(), "samples written");
     Ok(())
 }
@@ -330,38 +330,4 @@ fn first_images(set: &ImageSet, limit: usize, flag: &str) -> anyhow::Result<Imag
     }
     let count = limit.min(set.len());
     Ok(set.select(&(0..count).collect::<Vec<_>>()))
-}
-
-/// Tiles CHW images into a grid PNG.
-///
-/// TODO: call `crate::imaging::write_grid_png` once the imaging module
-/// provides it; this private copy exists only until then.
-fn write_grid(images: &[u8], columns: usize, path: &Path) -> anyhow::Result<()> {
-    const SIDE: usize = crate::data::IMAGE_SIDE;
-    let count = images.len() / IMAGE_BYTES;
-    let columns = columns.min(count.max(1));
-    let rows = count.div_ceil(columns);
-    let (width, height) = (columns * SIDE, rows * SIDE);
-    let mut pixels = vec![0u8; width * height * 3];
-    for (index, image) in images.chunks_exact(IMAGE_BYTES).enumerate() {
-        let (x0, y0) = ((index % columns) * SIDE, (index / columns) * SIDE);
-        for y in 0..SIDE {
-            for x in 0..SIDE {
-                let target = ((y0 + y) * width + x0 + x) * 3;
-                for channel in 0..3 {
-                    pixels[target + channel] = image[channel * SIDE * SIDE + y * SIDE + x];
-                }
-            }
-        }
-    }
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(
-            &pixels,
-            width as u32,
-            height as u32,
-            image::ExtendedColorType::Rgb8,
-        )
-        .context("failed to encode the sample grid")?;
-    fsutil::write_atomic(path, &png).with_context(|| format!("failed to write {}", path.display()))
 }

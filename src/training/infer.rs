@@ -67,7 +67,7 @@ fn batched(images: &[u8], forward: impl Fn(Tensor<4>) -> Tensor<2>, device: &Dev
 }
 
 /// Accuracy of a classifier on a labelled set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// Share of images whose most probable class is the label.
     pub accuracy: f64,

@@ -42,7 +42,7 @@ pub struct CoordinatorConfig {
     pub data_dir: PathBuf,
 }
 
-/// How a coordinator run ended, with the report it wrote.
+/// Outcome of a coordinator run, with the path of the report it wrote.
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub completed: bool,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::state::{AcceptedAudit, Admission, RunState};
 use crate::federation::pb;
@@ -91,7 +91,9 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<pb::JoinResponse>, Status> {
         let shard_index = request.into_inner().shard_index;
         let mut state = self.lock();
-        let site_id = state.join(shard_index, Instant::now())?;
+        let site_id = state
+            .join(shard_index, Instant::now())
+            .map_err(|r| logged("Join", &format!("shard {shard_index}"), r.into()))?;
         Ok(Response::new(pb::JoinResponse {
             site_id,
             manifest_toml: state.manifest().to_toml(),
@@ -107,7 +109,8 @@ impl pb::federation_server::Federation for FederationService {
         let finished = request.finished();
         let task = self
             .lock()
-            .poll(&request.site_id, finished, Instant::now())?;
+            .poll(&request.site_id, finished, Instant::now())
+            .map_err(|r| logged("PollTask", &request.site_id, r.into()))?;
         debug!(site = %request.site_id, kind = ?task.kind(), "task");
         Ok(Response::new(task))
     }
@@ -118,7 +121,10 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<pb::ProgressAck>, Status> {
         let report = request.into_inner();
         debug!(site = %report.site_id, phase = ?report.phase(), epoch = report.epoch, "progress");
-        let ack = self.lock().progress(&report, Instant::now())?;
+        let ack = self
+            .lock()
+            .progress(&report, Instant::now())
+            .map_err(|r| logged("ReportProgress", &report.site_id, r.into()))?;
         Ok(Response::new(ack))
     }
 
@@ -126,11 +132,16 @@ impl pb::federation_server::Federation for FederationService {
         &self,
         request: Request<Streaming<pb::UploadMessage>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
-        let buffer = match self.read_upload(request.into_inner()).await? {
-            Ok(buffer) => buffer,
-            Err(duplicate) => return Ok(Response::new(duplicate)),
+        let buffer = match self.read_upload(request.into_inner()).await {
+            Ok(Ok(buffer)) => buffer,
+            Ok(Err(duplicate)) => return Ok(Response::new(duplicate)),
+            Err(status) => return Err(logged("UploadSynthetic", "", status)),
         };
-        let response = self.lock().commit_upload(buffer, Instant::now())?;
+        let site = buffer.header.site_id.clone();
+        let response = self
+            .lock()
+            .commit_upload(buffer, Instant::now())
+            .map_err(|r| logged("UploadSynthetic", &site, r.into()))?;
         Ok(Response::new(response))
     }
 
@@ -139,7 +150,9 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<pb::AuditSubmission>,
     ) -> Result<Response<pb::AuditAck>, Status> {
         let submission = request.into_inner();
-        let summary = validate::check_audit(&submission)?;
+        let site = submission.site_id.clone();
+        let summary = validate::check_audit(&submission)
+            .map_err(|r| logged("SubmitAudit", &site, r.into()))?;
         let audit = AcceptedAudit {
             summary,
             real_label_histogram: submission.real_label_histogram,
@@ -147,7 +160,14 @@ impl pb::federation_server::Federation for FederationService {
             images_dropped: submission.images_dropped_by_audit.into(),
         };
         self.lock()
-            .submit_audit(&submission.site_id, audit, Instant::now())?;
+            .submit_audit(&site, audit, Instant::now())
+            .map_err(|r| logged("SubmitAudit", &site, r.into()))?;
         Ok(Response::new(pb::AuditAck {}))
     }
+}
+
+/// Logs a rejected request with its call and site, and passes it on.
+fn logged(call: &str, site: &str, status: Status) -> Status {
+    warn!(call, site, code = ?status.code(), message = status.message(), "rejected request");
+    status
 }

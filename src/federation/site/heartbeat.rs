@@ -1,6 +1,6 @@
 //! The heartbeat task: forwards the local work's epoch summaries and sends
-//! a plain heartbeat at a fixed interval, so the coordinator sees the site
-//! alive even through a long epoch.
+//! a plain heartbeat at a fixed interval, so the coordinator keeps the site
+//! in the run even through a long epoch.
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use crate::privacy::audit::{AuditConfig, run_audit};
 use crate::training::infer::{predict_proba, sample_images};
 use crate::training::{EpochSummary, TrainHooks, one_hot, train_classifier, train_gan};
 
-/// What the local work reports as it goes.
+/// Progress event of the local work.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
     Phase(pb::SitePhase),
@@ -44,7 +44,7 @@ impl Release {
     }
 }
 
-/// Where a site finds its data and keeps its files.
+/// Directories of a site: its CIFAR-10 data and its own files.
 #[derive(Clone, Debug)]
 pub struct LocalPaths {
     pub data_dir: PathBuf,

@@ -18,7 +18,7 @@ pub fn poll_request(site_id: &str, finished: pb::TaskKind) -> pb::PollTaskReques
     }
 }
 
-/// A plain heartbeat naming what the site is busy with.
+/// Builds a plain heartbeat naming the site's current phase.
 pub fn heartbeat(site_id: &str, phase: pb::SitePhase) -> pb::ProgressReport {
     pb::ProgressReport {
         site_id: site_id.to_string(),
@@ -27,7 +27,7 @@ pub fn heartbeat(site_id: &str, phase: pb::SitePhase) -> pb::ProgressReport {
     }
 }
 
-/// A heartbeat that closes an epoch, with its summary.
+/// Builds a heartbeat that closes an epoch, with its summary.
 pub fn epoch_report(
     site_id: &str,
     phase: pb::SitePhase,
@@ -51,7 +51,7 @@ pub fn epoch_report(
     }
 }
 
-/// The upload stream of a release: a header, then chunks of at most
+/// Builds the upload stream of a release: a header, then chunks of at most
 /// `chunk_images` images with their soft labels.
 pub fn upload_messages(
     site_id: &str,
@@ -84,7 +84,7 @@ pub fn upload_messages(
     messages
 }
 
-/// The audit submission of a release: aggregate numbers only.
+/// Builds the audit submission of a release: aggregate numbers only.
 pub fn audit_submission(site_id: &str, release: &Release) -> pb::AuditSubmission {
     pb::AuditSubmission {
         site_id: site_id.to_string(),
@@ -94,3 +94,7 @@ pub fn audit_submission(site_id: &str, release: &Release) -> pb::AuditSubmission
         images_dropped_by_audit: release.images_dropped as u32,
     }
 }
+
+#[cfg(test)]
+#[path = "messages_tests.rs"]
+mod tests;

@@ -39,7 +39,7 @@ struct Session {
     heartbeat_interval: Duration,
 }
 
-/// Runs a site until the coordinator says the run is done.
+/// Runs a site until the coordinator reports the run done.
 pub async fn run(config: SiteConfig) -> anyhow::Result<()> {
     let session = join(&config).await?;
     let mut finished = pb::TaskKind::Unspecified;
@@ -84,7 +84,6 @@ async fn join(config: &SiteConfig) -> anyhow::Result<Session> {
     let request = messages::join_request(config.shard_index);
     let response = with_retries("Join", || {
         let mut client = client.clone();
-        let request = request.clone();
         async move { client.join(request).await }
     })
     .await
@@ -138,7 +137,7 @@ async fn train(session: &Session, config: &SiteConfig) -> anyhow::Result<Release
     let work = tokio::task::spawn_blocking(move || {
         let mut report = |progress| {
             // The receiver outlives the work unless the heartbeat task
-            // panicked, and then there is nobody to tell.
+            // panicked, and then no heartbeat can carry the progress.
             let _ = sender.send(progress);
         };
         local::prepare_release(&paths, &manifest, shard_index, &mut report)
