@@ -12,6 +12,7 @@
 //! - [`data`]: the CIFAR-10 binary format, download, lookup and partitioning.
 //! - [`imaging`]: PNG sample grids and plots.
 //! - [`models`]: the reference generator, discriminator and classifier.
+//! - [`kernels`]: faster CPU convolutions for the models on the flex backend.
 //! - [`training`]: GAN and classifier training, Adamax, checkpoints, sampling.
 //! - [`privacy`]: nearest-neighbour search and the leakage audit.
 //! - [`federation`]: the gRPC protocol, the coordinator and the site.
@@ -26,6 +27,7 @@ pub mod data;
 pub mod federation;
 pub mod fsutil;
 pub mod imaging;
+pub mod kernels;
 pub mod launch;
 pub mod models;
 pub mod privacy;

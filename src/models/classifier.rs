@@ -6,7 +6,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
+
+use crate::kernels::{self, leaky_relu};
 
 /// Sizes of the classifier. The defaults are the reference model.
 #[derive(Config, Debug)]
@@ -99,13 +100,13 @@ impl Classifier {
     /// - output: `[batch, 256]`
     pub fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         // [B, 3, 32, 32] -> [B, 16, 32, 32] -> [B, 32, 32, 32] -> [B, 32, 16, 16]
-        let x = self.act(self.conv1.forward(x));
-        let x = self.act(self.conv2.forward(x));
+        let x = self.act(kernels::conv2d(&self.conv1, x));
+        let x = self.act(kernels::conv2d(&self.conv2, x));
         let x = self.conv_dropout.forward(self.pool.forward(x));
 
         // [B, 32, 16, 16] -> [B, 32, 16, 16] -> [B, 64, 16, 16] -> [B, 64, 8, 8]
-        let x = self.act(self.conv3.forward(x));
-        let x = self.act(self.conv4.forward(x));
+        let x = self.act(kernels::conv2d(&self.conv3, x));
+        let x = self.act(kernels::conv2d(&self.conv4, x));
         let x = self.conv_dropout.forward(self.pool.forward(x));
 
         // [B, 64, 8, 8] -> [B, 4096] -> [B, 256]

@@ -7,7 +7,8 @@ use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
+
+use crate::kernels::{self, leaky_relu};
 
 /// Sizes of the discriminator. The defaults are the reference model.
 #[derive(Config, Debug)]
@@ -96,7 +97,10 @@ impl Discriminator {
         //   -> [B, 64, 8, 8] -> [B, 128, 4, 4]
         let mut x = x;
         for block in &self.blocks {
-            x = leaky_relu(block.norm.forward(block.conv.forward(x)), self.leaky_slope);
+            x = leaky_relu(
+                block.norm.forward(kernels::conv2d(&block.conv, x)),
+                self.leaky_slope,
+            );
         }
 
         // [B, 128, 4, 4] -> [B, 2048] -> [B, 1]

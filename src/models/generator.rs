@@ -4,7 +4,9 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{leaky_relu, tanh};
+use burn::tensor::activation::tanh;
+
+use crate::kernels::{self, leaky_relu};
 
 /// Sizes of the generator. The defaults are the reference model.
 #[derive(Config, Debug)]
@@ -121,16 +123,18 @@ impl Generator {
         let x = x.reshape([batch, self.channels, self.start_side, self.start_side]);
 
         // [B, 128, 4, 4] -> [B, 64, 8, 8] -> [B, 32, 16, 16]
-        let x = self
-            .norm1
-            .forward(leaky_relu(self.up1.forward(x), self.leaky_slope));
-        let x = self
-            .norm2
-            .forward(leaky_relu(self.up2.forward(x), self.leaky_slope));
+        let x = self.norm1.forward(leaky_relu(
+            kernels::conv_transpose2d(&self.up1, x),
+            self.leaky_slope,
+        ));
+        let x = self.norm2.forward(leaky_relu(
+            kernels::conv_transpose2d(&self.up2, x),
+            self.leaky_slope,
+        ));
 
         // [B, 32, 16, 16] -> [B, 32, 32, 32] -> [B, 3, 32, 32]
-        let x = leaky_relu(self.up3.forward(x), self.leaky_slope);
-        tanh(self.to_rgb.forward(x))
+        let x = leaky_relu(kernels::conv_transpose2d(&self.up3, x), self.leaky_slope);
+        tanh(kernels::conv2d(&self.to_rgb, x))
     }
 }
 

@@ -1,0 +1,301 @@
+//! The custom convolution and LeakyReLU ops as a burn backend extension:
+//! the flex implementation calls the kernels, and the autodiff implementation
+//! records a backward step that calls them again. No other backend
+//! implements the extension; `kernels::conv2d` never routes one here.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::{Shape, TensorData};
+use rayon::prelude::*;
+
+use super::im2col::{self, ConvGeometry};
+
+/// Convolutions and LeakyReLU computed here instead of by burn-flex.
+#[backend_extension(Flex, Autodiff)]
+pub trait FastConv: Backend {
+    /// `[B, Cin, H, W]` to `[B, Cout, Ho, Wo]`; `weight` is `[Cout, Cin, kh, kw]`.
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// The transpose of the convolution `geometry` describes: its output
+    /// `[B, Cout, Ho, Wo]` to its input `[B, Cin, H, W]`; `weight` is
+    /// `[Cout, Cin, kh, kw]`, which is burn's layout for a transposed
+    /// convolution from Cout to Cin channels.
+    fn fast_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// `x` where it is at least 0, `slope * x` below, in one pass.
+    fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
+}
+
+/// The values of a flex tensor, copied only when its layout is strided.
+fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(slice) => std::borrow::Cow::Borrowed(slice),
+        None => std::borrow::Cow::Owned(tensor.to_contiguous().as_slice::<f32>().unwrap().to_vec()),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, Shape::new(shape)))
+}
+
+fn input_shape(g: &ConvGeometry) -> [usize; 4] {
+    [g.batch, g.in_channels, g.in_size[0], g.in_size[1]]
+}
+
+fn output_shape(g: &ConvGeometry) -> [usize; 4] {
+    [g.batch, g.out_channels, g.out_size[0], g.out_size[1]]
+}
+
+fn weight_shape(g: &ConvGeometry) -> [usize; 4] {
+    [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]]
+}
+
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    g: &ConvGeometry,
+) -> FlexTensor {
+    #[cfg(test)]
+    FORWARD_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = im2col::forward(g, &values(x), &values(weight), Some(&values(bias)));
+    tensor(out, output_shape(g))
+}
+
+fn transpose_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+    g: &ConvGeometry,
+) -> FlexTensor {
+    let mut out = im2col::input_grad(g, &values(x), &values(weight));
+    let plane = g.in_size[0] * g.in_size[1];
+    let bias = values(bias);
+    for image in out.chunks_exact_mut(g.input_len()) {
+        for (channel, b) in image.chunks_exact_mut(plane).zip(bias.iter()) {
+            channel.iter_mut().for_each(|v| *v += b);
+        }
+    }
+    tensor(out, input_shape(g))
+}
+
+/// Forward passes of `fast_conv2d` so far, for tests to check which path ran.
+#[cfg(test)]
+pub(crate) static FORWARD_CALLS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Elements per rayon task of the element-wise kernels.
+const CHUNK: usize = 1 << 14;
+
+fn leaky_forward(x: &FlexTensor, slope: f32) -> FlexTensor {
+    let x_values = values(x);
+    let mut out = vec![0.0f32; x_values.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x_values.par_chunks(CHUNK))
+        .for_each(|(out, x)| {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = if v < 0.0 { v * slope } else { v };
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+}
+
+impl FastConv for Flex {
+    fn fast_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
+        leaky_forward(&x, slope)
+    }
+
+    fn fast_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        g: ConvGeometry,
+    ) -> FlexTensor {
+        conv_forward(&x, &weight, &bias, &g)
+    }
+
+    fn fast_conv_transpose2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        g: ConvGeometry,
+    ) -> FlexTensor {
+        transpose_forward(&x, &weight, &bias, &g)
+    }
+}
+
+/// Backward step of `fast_conv2d`; the state holds its input and weight.
+#[derive(Debug)]
+struct Conv2dBackward;
+
+impl Backward<Flex, 3> for Conv2dBackward {
+    type State = (FlexTensor, FlexTensor, ConvGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let grad = values(&grad);
+        let (x, weight, g) = ops.state;
+        if let Some(node) = node_x {
+            let dx = im2col::input_grad(&g, &grad, &values(&weight));
+            grads.register::<Flex>(node.id, tensor(dx, input_shape(&g)));
+        }
+        if let Some(node) = node_weight {
+            let dw = im2col::weight_grad(&g, &values(&x), &grad);
+            grads.register::<Flex>(node.id, tensor(dw, weight_shape(&g)));
+        }
+        if let Some(node) = node_bias {
+            let db = im2col::bias_grad(&g, &grad);
+            let db = FlexTensor::from_data(TensorData::new(db, [g.out_channels]));
+            grads.register::<Flex>(node.id, db);
+        }
+    }
+}
+
+/// Backward step of `fast_conv_transpose2d`: the convolution of `geometry`
+/// gives the input gradient, and its weight gradient with the roles of
+/// input and output gradient swapped gives the weight gradient.
+#[derive(Debug)]
+struct ConvTranspose2dBackward;
+
+impl Backward<Flex, 3> for ConvTranspose2dBackward {
+    type State = (FlexTensor, FlexTensor, ConvGeometry);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let grad = values(&grad);
+        let (x, weight, g) = ops.state;
+        match (node_x, node_weight) {
+            (Some(node_x), Some(node_weight)) => {
+                let (dx, dw) =
+                    im2col::forward_and_weight_grad(&g, &grad, &values(&weight), &values(&x));
+                grads.register::<Flex>(node_x.id, tensor(dx, output_shape(&g)));
+                grads.register::<Flex>(node_weight.id, tensor(dw, weight_shape(&g)));
+            }
+            (Some(node), None) => {
+                let dx = im2col::forward(&g, &grad, &values(&weight), None);
+                grads.register::<Flex>(node.id, tensor(dx, output_shape(&g)));
+            }
+            (None, Some(node)) => {
+                let dw = im2col::weight_grad(&g, &grad, &values(&x));
+                grads.register::<Flex>(node.id, tensor(dw, weight_shape(&g)));
+            }
+            (None, None) => {}
+        }
+        if let Some(node) = node_bias {
+            // The bias is per channel of the transposed output, the conv input.
+            let plane = g.in_size[0] * g.in_size[1];
+            let mut db = vec![0.0f32; g.in_channels];
+            for image in grad.chunks_exact(g.input_len()) {
+                for (sum, channel) in db.iter_mut().zip(image.chunks_exact(plane)) {
+                    *sum += channel.iter().sum::<f32>();
+                }
+            }
+            let db = FlexTensor::from_data(TensorData::new(db, [g.in_channels]));
+            grads.register::<Flex>(node.id, db);
+        }
+    }
+}
+
+/// Backward step of `fast_leaky_relu`; the state holds its input.
+#[derive(Debug)]
+struct LeakyReluBackward;
+
+impl Backward<Flex, 1> for LeakyReluBackward {
+    type State = (FlexTensor, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node_x else {
+            return;
+        };
+        let (x, slope) = ops.state;
+        let (x_values, grad_values) = (values(&x), values(&grad));
+        let mut dx = vec![0.0f32; x_values.len()];
+        dx.par_chunks_mut(CHUNK)
+            .zip(
+                x_values
+                    .par_chunks(CHUNK)
+                    .zip(grad_values.par_chunks(CHUNK)),
+            )
+            .for_each(|(dx, (x, g))| {
+                for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
+                    *d = if v < 0.0 { g * slope } else { g };
+                }
+            });
+        let dx = FlexTensor::from_data(TensorData::new(dx, x.layout().shape().clone()));
+        grads.register::<Flex>(node.id, dx);
+    }
+}
+
+impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
+    fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let output = leaky_forward(&x, slope);
+        match LeakyReluBackward
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, slope), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn fast_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        g: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (weight, weight_node) = weight.into_parts();
+        let (bias, bias_node) = bias.into_parts();
+        let output = conv_forward(&x, &weight, &bias, &g);
+        match Conv2dBackward
+            .prepare::<C>([x_node, weight_node, bias_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, weight, g), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn fast_conv_transpose2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        g: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (weight, weight_node) = weight.into_parts();
+        let (bias, bias_node) = bias.into_parts();
+        let output = transpose_forward(&x, &weight, &bias, &g);
+        match ConvTranspose2dBackward
+            .prepare::<C>([x_node, weight_node, bias_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, weight, g), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+}

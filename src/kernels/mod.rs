@@ -1,0 +1,146 @@
+//! Faster CPU kernels for the reference models' convolutions and LeakyReLU:
+//! im2col and `gemm` for the forward pass and both gradients, registered as
+//! a burn backend extension with its own backward step. They apply only to f32
+//! tensors on the flex device, with groups and dilation 1; anything else
+//! (wgpu, other dtypes, other layer settings) runs burn's own layer.
+
+mod extension;
+pub mod im2col;
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::tensor::{DType, Device, Tensor};
+
+use extension::FastConv;
+use im2col::ConvGeometry;
+
+/// Whether tensors on `device` run on burn's flex CPU backend.
+fn is_flex(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
+/// Applies `conv` to `x` like `Conv2d::forward`, through the custom kernels
+/// where they apply.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, height, width]`
+/// - output: `[batch, channels_out, height_out, width_out]`
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let Some(bias) = &conv.bias else {
+        return conv.forward(x);
+    };
+    let plain = conv.groups == 1 && conv.dilation == [1, 1];
+    if !plain || x.dtype() != DType::F32 || !is_flex(&x.device()) {
+        return conv.forward(x);
+    }
+    let [batch, in_channels, height, width] = x.dims();
+    let [out_channels, _, kh, kw] = conv.weight.dims();
+    let ((top, bottom), (left, right)) = padding(&conv.padding, [height, width], conv);
+    let out = |size: usize, k: usize, s: usize, pad: usize| (size + pad).saturating_sub(k) / s + 1;
+    let geometry = ConvGeometry {
+        batch,
+        in_channels,
+        in_size: [height, width],
+        out_channels,
+        out_size: [
+            out(height, kh, conv.stride[0], top + bottom),
+            out(width, kw, conv.stride[1], left + right),
+        ],
+        kernel: [kh, kw],
+        stride: conv.stride,
+        pad_begin: [top, left],
+    };
+    let output = <Dispatch as FastConv>::fast_conv2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        geometry,
+    );
+    Tensor::from_dispatch(output)
+}
+
+/// The (top, bottom) and (left, right) zero padding of `conv` on an input
+/// of `size`, as `Conv2d::forward` computes it.
+fn padding(
+    config: &PaddingConfig2d,
+    size: [usize; 2],
+    conv: &Conv2d,
+) -> ((usize, usize), (usize, usize)) {
+    let same = |axis: usize| {
+        let (k, s) = (conv.kernel_size[axis], conv.stride[axis]);
+        let out = size[axis].div_ceil(s);
+        let total = ((out.max(1) - 1) * s + k).saturating_sub(size[axis]);
+        (total / 2, total - total / 2)
+    };
+    match config {
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        PaddingConfig2d::Same => (same(0), same(1)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
+    }
+}
+
+/// Applies `conv` to `x` like `ConvTranspose2d::forward`, through the
+/// custom kernels where they apply.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, height, width]`
+/// - output: `[batch, channels_out, height_out, width_out]`
+pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+    let Some(bias) = &conv.bias else {
+        return conv.forward(x);
+    };
+    let plain = conv.groups == 1 && conv.dilation == [1, 1];
+    // An output padding of a stride or more adds rows no input reaches; the
+    // geometry below assumes it does not.
+    let fits = (0..2).all(|axis| conv.padding_out[axis] < conv.stride[axis].max(1));
+    if !plain || !fits || x.dtype() != DType::F32 || !is_flex(&x.device()) {
+        return conv.forward(x);
+    }
+    let [batch, in_channels, height, width] = x.dims();
+    let [_, out_channels, kh, kw] = conv.weight.dims();
+    let big = |size: usize, axis: usize, k: usize| {
+        ((size - 1) * conv.stride[axis] + k + conv.padding_out[axis])
+            .checked_sub(2 * conv.padding[axis])
+    };
+    let (Some(out_h), Some(out_w)) = (big(height, 0, kh), big(width, 1, kw)) else {
+        return conv.forward(x);
+    };
+    // The convolution whose input gradient this transposed convolution is:
+    // from the big output back to the small input.
+    let geometry = ConvGeometry {
+        batch,
+        in_channels: out_channels,
+        in_size: [out_h, out_w],
+        out_channels: in_channels,
+        out_size: [height, width],
+        kernel: [kh, kw],
+        stride: conv.stride,
+        pad_begin: conv.padding,
+    };
+    let output = <Dispatch as FastConv>::fast_conv_transpose2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        geometry,
+    );
+    Tensor::from_dispatch(output)
+}
+
+/// LeakyReLU like `burn::tensor::activation::leaky_relu`, in one pass
+/// forward and one backward on the flex device instead of burn's mask ops.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, negative_slope: f64) -> Tensor<D> {
+    if x.dtype() != DType::F32 || !is_flex(&x.device()) {
+        return burn::tensor::activation::leaky_relu(x, negative_slope);
+    }
+    let output = <Dispatch as FastConv>::fast_leaky_relu(x.into_dispatch(), negative_slope as f32);
+    Tensor::from_dispatch(output)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! The custom kernels against burn's own layers: the same outputs and the
+//! same gradients of input, weight and bias, up to float tolerance.
+
+use burn::module::Param;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use super::{conv_transpose2d, conv2d, leaky_relu};
+
+/// Largest absolute difference between two tensors, relative to the
+/// largest magnitude in `expected`.
+fn relative_error<const D: usize>(actual: Tensor<D>, expected: Tensor<D>) -> f32 {
+    let actual: Vec<f32> = actual.try_into_vec_as().unwrap();
+    let expected: Vec<f32> = expected.try_into_vec_as().unwrap();
+    assert_eq!(actual.len(), expected.len(), "tensor sizes differ");
+    let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let diff = actual
+        .iter()
+        .zip(&expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    diff / scale
+}
+
+/// Output and gradients of one layer application on an autodiff device.
+struct Pass {
+    output: Tensor<4>,
+    input_grad: Tensor<4>,
+    weight_grad: Tensor<4>,
+    bias_grad: Tensor<1>,
+}
+
+/// Runs `apply` on `x`, backpropagates a fixed random projection of the
+/// output, and collects the gradients of `x` and of the layer's weights.
+fn pass(
+    x: &Tensor<4>,
+    weight: &Param<Tensor<4>>,
+    bias: &Param<Tensor<1>>,
+    apply: impl Fn(Tensor<4>) -> Tensor<4>,
+) -> Pass {
+    let x = x.clone().require_grad();
+    let output = apply(x.clone());
+    let device = output.device();
+    device.seed(7);
+    let projection = Tensor::<4>::random(output.dims(), Distribution::Normal(0.0, 1.0), &device);
+    let grads = (output.clone() * projection).sum().backward();
+    Pass {
+        output: output.inner(),
+        input_grad: x.grad(&grads).expect("input gradient"),
+        weight_grad: weight.grad(&grads).expect("weight gradient"),
+        bias_grad: bias.grad(&grads).expect("bias gradient"),
+    }
+}
+
+fn assert_same(ours: Pass, burns: Pass) {
+    let tolerance = 1e-4;
+    let output = relative_error(ours.output, burns.output);
+    assert!(output < tolerance, "output differs by {output}");
+    let input = relative_error(ours.input_grad, burns.input_grad);
+    assert!(input < tolerance, "input gradient differs by {input}");
+    let weight = relative_error(ours.weight_grad, burns.weight_grad);
+    assert!(weight < tolerance, "weight gradient differs by {weight}");
+    let bias = relative_error(ours.bias_grad, burns.bias_grad);
+    assert!(bias < tolerance, "bias gradient differs by {bias}");
+}
+
+fn input(shape: [usize; 4], device: &Device) -> Tensor<4> {
+    device.seed(3);
+    Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
+}
+
+fn check_conv(config: Conv2dConfig, shape: [usize; 4]) {
+    let device = Device::flex().autodiff();
+    let x = input(shape, &device);
+    let conv: Conv2d = config.init(&device);
+    let bias = conv.bias.clone().unwrap();
+    let ours = pass(&x, &conv.weight, &bias, |x| conv2d(&conv, x));
+    let burns = pass(&x, &conv.weight, &bias, |x| conv.forward(x));
+    assert_same(ours, burns);
+}
+
+fn check_transpose(config: ConvTranspose2dConfig, shape: [usize; 4]) {
+    let device = Device::flex().autodiff();
+    let x = input(shape, &device);
+    let conv: ConvTranspose2d = config.init(&device);
+    let bias = conv.bias.clone().unwrap();
+    let ours = pass(&x, &conv.weight, &bias, |x| conv_transpose2d(&conv, x));
+    let burns = pass(&x, &conv.weight, &bias, |x| conv.forward(x));
+    assert_same(ours, burns);
+}
+
+#[test]
+fn conv2d_stride_one_same_matches_burn() {
+    let config = Conv2dConfig::new([3, 8], [5, 5]).with_padding(PaddingConfig2d::Same);
+    check_conv(config, [2, 3, 12, 12]);
+}
+
+#[test]
+fn conv2d_stride_two_asymmetric_same_matches_burn() {
+    // Keras "same" at stride 2 pads one row above and two below.
+    let config = Conv2dConfig::new([4, 6], [5, 5])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Same);
+    check_conv(config, [3, 4, 16, 16]);
+}
+
+#[test]
+fn conv2d_three_by_three_same_matches_burn() {
+    let config = Conv2dConfig::new([5, 7], [3, 3]).with_padding(PaddingConfig2d::Same);
+    check_conv(config, [2, 5, 9, 9]);
+}
+
+#[test]
+fn conv2d_valid_padding_matches_burn() {
+    let config = Conv2dConfig::new([2, 3], [3, 3]);
+    check_conv(config, [2, 2, 7, 7]);
+}
+
+#[test]
+fn conv_transpose2d_doubling_matches_burn() {
+    // The generator's upsampling: 5x5, stride 2, padding 2, output padding 1.
+    let config = ConvTranspose2dConfig::new([6, 4], [5, 5])
+        .with_stride([2, 2])
+        .with_padding([2, 2])
+        .with_padding_out([1, 1]);
+    check_transpose(config, [3, 6, 4, 4]);
+}
+
+#[test]
+fn conv_transpose2d_stride_one_matches_burn() {
+    let config = ConvTranspose2dConfig::new([3, 5], [3, 3]).with_padding([1, 1]);
+    check_transpose(config, [2, 3, 6, 6]);
+}
+
+#[test]
+fn conv2d_without_autodiff_matches_burn() {
+    let device = Device::flex();
+    let x = input([2, 3, 10, 10], &device);
+    let conv: Conv2d = Conv2dConfig::new([3, 4], [5, 5])
+        .with_stride([2, 2])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&device);
+    let error = relative_error(conv2d(&conv, x.clone()), conv.forward(x));
+    assert!(error < 1e-4, "output differs by {error}");
+}
+
+#[test]
+fn dilated_conv2d_falls_back_to_burn() {
+    let device = Device::flex();
+    let x = input([1, 2, 9, 9], &device);
+    let conv: Conv2d = Conv2dConfig::new([2, 3], [3, 3])
+        .with_dilation([2, 2])
+        .init(&device);
+    let ours = conv2d(&conv, x.clone());
+    assert_eq!(ours.dims(), [1, 3, 5, 5]);
+    let error = relative_error(ours, conv.forward(x));
+    assert_eq!(error, 0.0);
+}
+
+#[test]
+fn leaky_relu_matches_burn_with_gradient() {
+    let device = Device::flex().autodiff();
+    let x = input([2, 3, 5, 5], &device);
+    let run = |ours: bool| {
+        let x = x.clone().require_grad();
+        let y = if ours {
+            leaky_relu(x.clone(), 0.2)
+        } else {
+            burn::tensor::activation::leaky_relu(x.clone(), 0.2)
+        };
+        let grads = (y.clone() * y.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).expect("input gradient"))
+    };
+    let (ours, our_grad) = run(true);
+    let (burns, burn_grad) = run(false);
+    assert_eq!(relative_error(ours, burns), 0.0);
+    assert!(relative_error(our_grad, burn_grad) < 1e-6);
+}
+
+#[test]
+fn conv2d_on_flex_runs_the_custom_kernel() {
+    use std::sync::atomic::Ordering;
+    let device = Device::flex();
+    let conv: Conv2d = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
+    let before = super::extension::FORWARD_CALLS.load(Ordering::Relaxed);
+    let _ = conv2d(&conv, input([1, 2, 6, 6], &device));
+    let after = super::extension::FORWARD_CALLS.load(Ordering::Relaxed);
+    assert!(after > before, "conv2d did not reach the custom kernel");
+}
