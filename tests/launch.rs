@@ -438,3 +438,29 @@ fn launch_forwards_ctrl_c_to_children() {
         assert!(!alive, "child {pid} outlived the launcher");
     }
 }
+
+#[test]
+fn launch_fails_when_coordinator_fails() {
+    let temp = tempfile::tempdir().unwrap();
+    let manifest = temp.path().join("tiny.toml");
+    std::fs::write(&manifest, tiny_manifest(&temp.path().join("runs"), 2, 2, 1)).unwrap();
+    let missing = temp.path().join("no-cifar-here");
+    let child = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(&missing)
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "launch succeeded:\n{stderr}");
+    assert!(stderr.contains("[coordinator] "), "{stderr}");
+    assert!(stderr.contains("no-cifar-here"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{last}");
+    assert!(last.contains("coordinator"), "{last}");
+}
