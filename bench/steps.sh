@@ -3,8 +3,8 @@
 # in fedsynth, PyTorch and Keras on TensorFlow, in the same run, and prints
 # each median and its ratio to fedsynth.
 # Usage: bench/steps.sh [ROUNDS [WARMUP [ITERS]]]
-# Each round runs every framework once, one after the other, so a load
-# change on the machine hits all of them; medians are over the rounds.
+# Each round runs every framework once, one after the other, so that a
+# load change on the machine hits all of them. Medians are over the rounds.
 # Creates bench/.venv with torch and tensorflow-cpu from PyPI on first use.
 set -euo pipefail
 
@@ -29,7 +29,8 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+errors=$(mktemp)
+trap 'rm -f "$results" "$errors"' EXIT
 for round in $(seq "$rounds"); do
     out=$("$root/target/release/fedsynth" --threads "$threads" bench steps \
         --warmup "$warmup" --iters "$iters")
@@ -37,8 +38,11 @@ for round in $(seq "$rounds"); do
     echo "$out" | sed -nE 's/^GAN step.* ([0-9.]+) s\/step.*/fedsynth gan \1/p' >>"$results"
     echo "$out" | sed -nE 's/^classifier step.* ([0-9.]+) s\/step.*/fedsynth classifier \1/p' >>"$results"
     for framework in torch tensorflow; do
+        # TensorFlow logs start-up notices on stderr; they go to a file that is
+        # printed only when the run fails.
         out=$("$venv/bin/python" "$root/bench/steps_baselines.py" --framework "$framework" \
-            --warmup "$warmup" --iters "$iters" --threads "$threads")
+            --warmup "$warmup" --iters "$iters" --threads "$threads" 2>"$errors") ||
+            { cat "$errors" >&2; exit 1; }
         if echo "$out" | grep -q skipping; then
             [ "$round" = 1 ] && echo "$out"
             continue

@@ -140,7 +140,7 @@ def torch_steps(args, threads):
 
 
 def tensorflow_steps(args, threads):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     import keras
     from keras import layers

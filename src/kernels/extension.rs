@@ -26,9 +26,9 @@ pub trait FastConv: Backend {
         geometry: ConvGeometry,
     ) -> FloatTensor<Self>;
 
-    /// The transpose of the convolution `geometry` describes: its output
-    /// `[B, Cout, Ho, Wo]` to its input `[B, Cin, H, W]`; `weight` is
-    /// `[Cout, Cin, kh, kw]`, which is burn's layout for a transposed
+    /// Maps the output `[B, Cout, Ho, Wo]` of the convolution `geometry`
+    /// describes back to its input shape `[B, Cin, H, W]`.
+    /// `weight` is `[Cout, Cin, kh, kw]`, burn's layout for a transposed
     /// convolution from Cout to Cin channels.
     fn fast_conv_transpose2d(
         x: FloatTensor<Self>,
@@ -41,7 +41,7 @@ pub trait FastConv: Backend {
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
 }
 
-/// The values of a flex tensor, copied only when its layout is strided.
+/// Borrows the values of a flex tensor, or copies them when its layout is strided.
 fn values(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(slice) => std::borrow::Cow::Borrowed(slice),
@@ -139,7 +139,7 @@ impl FastConv for Flex {
     }
 }
 
-/// Backward step of `fast_conv2d`; the state holds its input and weight.
+/// Backward step of `fast_conv2d`. The state is its input and weight.
 #[derive(Debug)]
 struct Conv2dBackward;
 
@@ -213,7 +213,7 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
     }
 }
 
-/// Backward step of `fast_leaky_relu`; the state holds its input.
+/// Backward step of `fast_leaky_relu`. The state is its input and slope.
 #[derive(Debug)]
 struct LeakyReluBackward;
 

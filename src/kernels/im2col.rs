@@ -82,8 +82,11 @@ impl ConvGeometry {
                 if sx == 1 {
                     out[x0..x1].copy_from_slice(&line[start..start + x1 - x0]);
                 } else {
-                    let taken = line[start..].iter().step_by(sx);
-                    out[x0..x1].iter_mut().zip(taken).for_each(|(o, v)| *o = *v);
+                    let strided = line[start..].iter().step_by(sx);
+                    out[x0..x1]
+                        .iter_mut()
+                        .zip(strided)
+                        .for_each(|(o, v)| *o = *v);
                 }
             }
         }
@@ -246,9 +249,9 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         .reduce(|| vec![0.0f32; weights], add_into)
 }
 
-/// The convolution of `x` with `weight` and the weight gradient against
-/// `grad`, sharing one im2col of each image: the backward pass of a
-/// transposed convolution, whose output gradient is `x` here.
+/// Computes the convolution of `x` with `weight` and the weight gradient
+/// against `grad` from one im2col per image. This is the backward pass of
+/// a transposed convolution, whose output gradient is `x` here.
 pub fn forward_and_weight_grad(
     g: &ConvGeometry,
     x: &[f32],

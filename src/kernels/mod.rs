@@ -15,7 +15,7 @@ use burn::tensor::{DType, Device, Tensor};
 use extension::FastConv;
 use im2col::ConvGeometry;
 
-/// Whether tensors on `device` run on burn's flex CPU backend.
+/// Tells whether tensors on `device` run on burn's flex CPU backend.
 fn is_flex(device: &Device) -> bool {
     matches!(
         device.clone().inner().as_dispatch(),
@@ -64,8 +64,8 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(output)
 }
 
-/// The (top, bottom) and (left, right) zero padding of `conv` on an input
-/// of `size`, as `Conv2d::forward` computes it.
+/// Computes the (top, bottom) and (left, right) zero padding of `conv` on
+/// an input of `size`, as `Conv2d::forward` does.
 fn padding(
     config: &PaddingConfig2d,
     size: [usize; 2],
@@ -102,6 +102,7 @@ pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     if !plain || !fits || x.dtype() != DType::F32 || !is_flex(&x.device()) {
         return conv.forward(x);
     }
+
     let [batch, in_channels, height, width] = x.dims();
     let [_, out_channels, kh, kw] = conv.weight.dims();
     let big = |size: usize, axis: usize, k: usize| {
@@ -111,6 +112,7 @@ pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     let (Some(out_h), Some(out_w)) = (big(height, 0, kh), big(width, 1, kw)) else {
         return conv.forward(x);
     };
+
     // The convolution whose input gradient this transposed convolution is:
     // from the big output back to the small input.
     let geometry = ConvGeometry {
