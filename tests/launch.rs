@@ -227,10 +227,10 @@ fn start(args: &[&str], name: &str, lines: mpsc::Sender<(String, String)>) -> Gu
 fn wait_for_file(path: &Path, timeout: Duration) -> String {
     let started = Instant::now();
     while started.elapsed() < timeout {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.trim().is_empty() {
-                return text.trim().to_string();
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.trim().is_empty()
+        {
+            return text.trim().to_string();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -358,4 +358,109 @@ fn run_completes_without_a_killed_site() {
     }
     assert_eq!(killed.images_received, 0);
     assert!(report.final_classifier.is_some());
+}
+
+/// Returns the PID in a launcher line such as `... started site-0 pid=42 ...`.
+fn started_pid(line: &str) -> Option<libc::pid_t> {
+    if line.starts_with('[') || !line.contains(" started ") {
+        return None;
+    }
+    let rest = &line[line.find("pid=")? + 4..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn launch_forwards_ctrl_c_to_children() {
+    let temp = tempfile::tempdir().unwrap();
+    let manifest = temp.path().join("long.toml");
+    // Enough GAN epochs that the run is still training when SIGINT comes.
+    std::fs::write(
+        &manifest,
+        tiny_manifest(&temp.path().join("runs"), 2, 2, 50),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(data_dir())
+        .env("CI", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut launcher = Guard(child);
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+
+    // Waits until both sites train, noting each child's PID on the way.
+    let mut pids = Vec::new();
+    let mut training = 0;
+    let mut log = Vec::new();
+    let started = Instant::now();
+    while training < 2 {
+        let remaining = Duration::from_secs(120).saturating_sub(started.elapsed());
+        let line = received
+            .recv_timeout(remaining)
+            .unwrap_or_else(|_| panic!("sites did not start training; log:\n{}", log.join("\n")));
+        pids.extend(started_pid(&line));
+        if line.starts_with("[site-") && line.contains("training GAN") {
+            training += 1;
+        }
+        log.push(line);
+    }
+    assert_eq!(
+        pids.len(),
+        3,
+        "expected 3 child PIDs; log:\n{}",
+        log.join("\n")
+    );
+
+    let launcher_pid = launcher.0.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(launcher_pid, libc::SIGINT) }, 0);
+    let status = wait_for_exit(&mut launcher, Duration::from_secs(60));
+    assert!(!status.success(), "an interrupted launch must fail");
+    let rest: Vec<String> = received.try_iter().collect();
+    log.extend(rest);
+    let forwarded = log.iter().filter(|l| l.contains("sending SIGINT")).count();
+    assert_eq!(forwarded, 3, "log:\n{}", log.join("\n"));
+    for pid in pids {
+        // Signal 0 only checks whether the process still exists.
+        // SAFETY: kill(2) with signal 0 delivers nothing.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive, "child {pid} outlived the launcher");
+    }
+}
+
+#[test]
+fn launch_fails_when_coordinator_fails() {
+    let temp = tempfile::tempdir().unwrap();
+    let manifest = temp.path().join("tiny.toml");
+    std::fs::write(&manifest, tiny_manifest(&temp.path().join("runs"), 2, 2, 1)).unwrap();
+    let missing = temp.path().join("no-cifar-here");
+    let child = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(&missing)
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, Duration::from_secs(120));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "launch succeeded:\n{stderr}");
+    assert!(stderr.contains("[coordinator] "), "{stderr}");
+    assert!(stderr.contains("no-cifar-here"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{last}");
+    assert!(last.contains("coordinator"), "{last}");
 }

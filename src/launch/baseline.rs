@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use super::plan::LaunchPlan;
 use crate::data::{CLASS_COUNT, Cifar10, ImageSet};
-use crate::federation::plan::{site_data, test_split};
+use crate::federation::plan::{classifier_config, derived_seed, site_data, test_split};
 use crate::launch::manifest::Manifest;
 use crate::report;
 use crate::training::infer::{self, Evaluation};
@@ -100,14 +100,13 @@ pub fn union_of_shards(train: &ImageSet, manifest: &Manifest) -> anyhow::Result<
     Ok(union)
 }
 
-/// The classifier settings of the manifest with `coordinator.final_epochs`.
+/// Purpose tag of c's seed, so c shuffles unlike c' and the sites.
+const CENTRALISED_SEED: u64 = 0x63_656e_7472;
+
+/// Returns the manifest's classifier settings with `coordinator.final_epochs`.
 pub fn centralised_config(manifest: &Manifest) -> ClassifierTrainConfig {
-    ClassifierTrainConfig::new()
-        .with_epochs(manifest.coordinator.final_epochs)
-        .with_batch_size(manifest.classifier.batch_size)
-        .with_learning_rate(manifest.classifier.learning_rate)
-        .with_lr_decay(manifest.classifier.lr_decay)
-        .with_seed(manifest.run.seed)
+    let seed = derived_seed(manifest.run.seed, CENTRALISED_SEED, 0);
+    classifier_config(manifest, manifest.coordinator.final_epochs, seed)
 }
 
 fn predictions(
@@ -147,7 +146,7 @@ mod tests {
         assert_eq!(config.batch_size, 16);
         assert_eq!(config.learning_rate, 0.01);
         assert_eq!(config.lr_decay, manifest.classifier.lr_decay);
-        assert_eq!(config.seed, 9);
+        assert_ne!(config.seed, centralised_config(&Manifest::default()).seed);
     }
 
     #[test]

@@ -55,11 +55,36 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     if plan.manifest.coordinator.centralised_baseline {
-        super::baseline::add_to_run(&plan).context("failed to train the centralised baseline c")?;
+        run_baseline(runtime, &plan)?;
     }
     tracing::info!(report = %report_md.display(), "run completed");
     println!("{}", report_md.display());
     Ok(())
+}
+
+/// Trains the centralised baseline on a blocking thread, so Ctrl-C still
+/// works: the runtime's SIGINT handler, once installed, stays for the
+/// whole process, and only an async task can wait for it.
+fn run_baseline(runtime: tokio::runtime::Runtime, plan: &LaunchPlan) -> anyhow::Result<()> {
+    let task_plan = plan.clone();
+    let finished = runtime.block_on(async {
+        let task = tokio::task::spawn_blocking(move || super::baseline::add_to_run(&task_plan));
+        tokio::select! {
+            joined = task => Some(joined),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(joined) = finished else {
+        // The training thread cannot be cancelled; it ends with the process.
+        runtime.shutdown_background();
+        bail!(
+            "interrupted while training the centralised baseline; {} has no c",
+            plan.run_dir.join(report::REPORT_MD).display()
+        );
+    };
+    joined
+        .context("the centralised baseline task panicked")?
+        .context("failed to train the centralised baseline c")
 }
 
 /// Validates the arguments and the manifest and creates the run folder.

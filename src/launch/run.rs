@@ -51,14 +51,19 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
         _ = tokio::signal::ctrl_c() => None,
     };
     let address = match address {
-        Some(Ok(address)) => address,
+        Some(Ok(Some(address))) => address,
+        Some(Ok(None)) => {
+            let status = coordinator.wait().await?;
+            bail!(
+                "the coordinator exited ({status}) before writing its address to {}; \
+                 see its [coordinator] lines above",
+                address_file.display()
+            );
+        }
         Some(Err(err)) => {
             let _ = stop.send(true);
-            let ended = match coordinator.wait().await {
-                Ok(status) => status.to_string(),
-                Err(wait_err) => wait_err.to_string(),
-            };
-            return Err(err.context(format!("the coordinator ended: {ended}")));
+            let _ = coordinator.wait().await;
+            return Err(err);
         }
         None => {
             tracing::warn!("interrupted before the coordinator was ready; stopping it");
@@ -153,12 +158,13 @@ async fn stop_sites(sites: Vec<Supervised>, stop: &watch::Sender<bool>) {
 }
 
 /// Waits until the coordinator has written `path` and returns the address
-/// in it, failing when the coordinator exits first or takes too long.
-async fn wait_for_address(path: &Path, coordinator: &Supervised) -> anyhow::Result<String> {
+/// in it, or `None` when the coordinator exits first. Fails when reading
+/// the file fails or the coordinator takes longer than [`ADDRESS_TIMEOUT`].
+async fn wait_for_address(path: &Path, coordinator: &Supervised) -> anyhow::Result<Option<String>> {
     let started = Instant::now();
     loop {
         match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+            Ok(text) if !text.trim().is_empty() => return Ok(Some(text.trim().to_string())),
             Ok(_) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
@@ -166,10 +172,7 @@ async fn wait_for_address(path: &Path, coordinator: &Supervised) -> anyhow::Resu
             }
         }
         if coordinator.is_finished() {
-            bail!(
-                "the coordinator exited before writing its address to {}; see its log lines above",
-                path.display()
-            );
+            return Ok(None);
         }
         if started.elapsed() > ADDRESS_TIMEOUT {
             bail!(

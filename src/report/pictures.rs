@@ -51,8 +51,8 @@ pub fn write_charts(dir: &Path, report: &RunReport) -> Result<(), ReportError> {
     write_losses(&dir.join("losses.png"), report)
 }
 
-/// Share of each class per site, real shard beside synthetic images, so
-/// shards and sample counts of different sizes compare.
+/// Draws the share of each class per site, real shard beside synthetic
+/// images, so shards and sample counts of different sizes compare.
 fn write_label_histograms(path: &Path, report: &RunReport) -> Result<(), ReportError> {
     let mut series: Vec<(String, Vec<f64>)> = Vec::new();
     for site in &report.sites {
@@ -87,7 +87,7 @@ fn write_label_histograms(path: &Path, report: &RunReport) -> Result<(), ReportE
         .map_err(|err| picture_error(path, err))
 }
 
-/// One curve per site, training phase and named loss, over the epochs.
+/// Draws one curve per site, training phase and named loss over the epochs.
 fn write_losses(path: &Path, report: &RunReport) -> Result<(), ReportError> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for site in &report.sites {

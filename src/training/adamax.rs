@@ -1,4 +1,4 @@
-//! Adamax (Kingma and Ba, 2015, section 7.1) with Keras semantics, as a burn
+//! Adamax, the infinity-norm variant of Adam, with Keras semantics, as a burn
 //! [`Optimizer`]: the first moment is bias-corrected, the infinity norm is
 //! not, and epsilon is added to the norm.
 
@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(values(&restored.norm), vec![1.5, 2.0]);
     }
 
-    /// A 2 -> 1 linear layer with all weights 0.5 and bias 0, for autodiff.
+    /// Builds a 2 -> 1 linear layer on autodiff, weights 0.5 and bias 0.
     fn linear() -> burn::nn::Linear {
         use burn::module::Param;
         let device = Device::flex().autodiff();
