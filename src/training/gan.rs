@@ -57,6 +57,11 @@ impl GanTrainConfig {
                 self.batch_size
             )));
         }
+        if self.generator.latent_dim == 0 {
+            return Err(TrainError::InvalidConfig(
+                "GAN latent_dim 0 leaves the generator no input; give at least 1".to_string(),
+            ));
+        }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(TrainError::InvalidConfig(format!(
                 "GAN learning_rate {} must be a positive number",
@@ -440,6 +445,13 @@ mod tests {
     fn rejects_batch_size_below_two() {
         let err = tiny_config(1).with_batch_size(1).validate(10).unwrap_err();
         assert!(err.to_string().contains("batch_size 1"), "{err}");
+    }
+
+    #[test]
+    fn rejects_zero_latent_dim() {
+        let config = tiny_config(1).with_generator(GeneratorConfig::new().with_latent_dim(0));
+        let err = config.validate(10).unwrap_err();
+        assert!(err.to_string().contains("latent_dim 0"), "{err}");
     }
 
     #[test]
