@@ -76,7 +76,7 @@ pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
             Ok(channel) => return Ok(FederationClient::new(channel)),
             Err(err) => match backoff.next_delay() {
                 Some(delay) => {
-                    warn!(%url, error = %err, retry_in_ms = delay.as_millis() as u64, "failed to reach the coordinator; retrying");
+                    warn!(%url, error = %with_causes(&err), retry_in_ms = delay.as_millis() as u64, "failed to reach the coordinator; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => {
@@ -87,6 +87,26 @@ pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
             },
         }
     }
+}
+
+/// The error's text followed by each of its causes. A tonic transport
+/// error says only "transport error"; the cause (connection refused, no
+/// route, TLS) is in its sources. A cause that repeats the text before it
+/// is left out.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut previous = text.clone();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !previous.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        previous = message;
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `call` until it succeeds, fails for a lasting reason, or the
@@ -130,6 +150,22 @@ mod tests {
         assert!(is_transient(&Status::unavailable("down")));
         assert!(!is_transient(&Status::invalid_argument("bad")));
         assert!(!is_transient(&Status::failed_precondition("late")));
+    }
+
+    #[tokio::test]
+    async fn dial_failure_text_names_the_refused_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let err = Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        let text = with_causes(&err);
+        assert!(text.starts_with("transport error: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert_eq!(text.matches("tcp connect error").count(), 1, "{text}");
     }
 
     #[tokio::test]
