@@ -51,6 +51,12 @@ pub struct GanTrainConfig {
 impl GanTrainConfig {
     /// Checks the settings against a training set of `images` images.
     pub fn validate(&self, images: usize) -> Result<(), TrainError> {
+        if self.epochs == 0 {
+            return Err(TrainError::InvalidConfig(
+                "GAN epochs 0 trains nothing; give the epoch number to stop at, at least 1"
+                    .to_string(),
+            ));
+        }
         if self.batch_size < 2 {
             return Err(TrainError::InvalidConfig(format!(
                 "GAN batch_size {} is too small; it must be at least 2 (half real, half generated)",
@@ -445,6 +451,12 @@ mod tests {
     fn rejects_batch_size_below_two() {
         let err = tiny_config(1).with_batch_size(1).validate(10).unwrap_err();
         assert!(err.to_string().contains("batch_size 1"), "{err}");
+    }
+
+    #[test]
+    fn rejects_zero_epochs() {
+        let err = tiny_config(0).validate(10).unwrap_err();
+        assert!(err.to_string().contains("epochs 0"), "{err}");
     }
 
     #[test]
