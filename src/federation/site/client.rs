@@ -64,6 +64,8 @@ pub fn is_transient(status: &Status) -> bool {
 /// Dials `url` with retries, with HTTP/2 keepalives on the channel.
 pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_string())
+        .ok()
+        .filter(|endpoint| has_http_scheme(endpoint.uri()))
         .with_context(|| format!("invalid coordinator URL {url}; expected http://HOST:PORT"))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(keepalive::INTERVAL)
@@ -87,6 +89,12 @@ pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
             },
         }
     }
+}
+
+/// Whether `uri` names a scheme tonic can dial and a host. Without one,
+/// every dial fails the same way, so retrying it would only delay the error.
+fn has_http_scheme(uri: &tonic::codegen::http::Uri) -> bool {
+    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
 }
 
 /// The error's text followed by each of its causes. A tonic transport
@@ -150,6 +158,15 @@ mod tests {
         assert!(is_transient(&Status::unavailable("down")));
         assert!(!is_transient(&Status::invalid_argument("bad")));
         assert!(!is_transient(&Status::failed_precondition("late")));
+    }
+
+    #[tokio::test]
+    async fn rejects_coordinator_url_without_scheme_at_once() {
+        let started = std::time::Instant::now();
+        let err = connect("127.0.0.1:50051").await.unwrap_err().to_string();
+        assert!(err.contains("127.0.0.1:50051"), "{err}");
+        assert!(err.contains("expected http://HOST:PORT"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]
