@@ -22,9 +22,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Joins an error and its causes with ": ", leaving out a cause whose text
-/// the message before it already shows. Library errors embed their source in
-/// their own message, so printing `{err:#}` would repeat it.
+/// Joins an error and its causes with ": " and leaves out a cause whose text
+/// the message before it already contains. Library errors embed their source
+/// in their own message, so `{err:#}` would print that source twice.
 fn error_chain(err: &anyhow::Error) -> String {
     let mut text = String::new();
     let mut previous = String::new();
@@ -61,7 +61,7 @@ mod tests {
     use fedsynth::data::cifar::ImageSet;
 
     #[test]
-    fn error_chain_names_an_embedded_cause_once() {
+    fn error_chain_skips_repeated_cause() {
         let path = std::env::temp_dir().join("fedsynth-no-such-records.bin");
         let err = ImageSet::read(&path)
             .context("failed to read --images")
@@ -74,7 +74,7 @@ mod tests {
     }
 
     #[test]
-    fn error_chain_keeps_a_cause_the_message_does_not_show() {
+    fn error_chain_keeps_new_cause() {
         let err = anyhow::anyhow!("connection refused").context("failed to reach the coordinator");
         assert_eq!(
             error_chain(&err),

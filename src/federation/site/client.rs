@@ -91,16 +91,16 @@ pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
     }
 }
 
-/// Whether `uri` names a scheme tonic can dial and a host. Without one,
-/// every dial fails the same way, so retrying it would only delay the error.
+/// Checks that `uri` has an http or https scheme and a host. Without them
+/// every dial fails the same way, so a retry would only delay the error.
 fn has_http_scheme(uri: &tonic::codegen::http::Uri) -> bool {
     matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
 }
 
-/// The error's text followed by each of its causes. A tonic transport
-/// error says only "transport error"; the cause (connection refused, no
-/// route, TLS) is in its sources. A cause that repeats the text before it
-/// is left out.
+/// Formats an error followed by each of its causes. A tonic transport
+/// error's own text is only "transport error", and the reason (connection
+/// refused, no route, TLS) is in its sources. A cause whose text the one
+/// before it already contains is left out.
 fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut previous = text.clone();
@@ -161,7 +161,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rejects_coordinator_url_without_scheme_at_once() {
+    async fn rejects_url_without_scheme() {
         let started = std::time::Instant::now();
         let err = connect("127.0.0.1:50051").await.unwrap_err().to_string();
         assert!(err.contains("127.0.0.1:50051"), "{err}");
@@ -170,7 +170,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dial_failure_text_names_the_refused_connection() {
+    async fn dial_error_names_refused_connection() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         drop(listener);
