@@ -227,10 +227,10 @@ fn start(args: &[&str], name: &str, lines: mpsc::Sender<(String, String)>) -> Gu
 fn wait_for_file(path: &Path, timeout: Duration) -> String {
     let started = Instant::now();
     while started.elapsed() < timeout {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.trim().is_empty() {
-                return text.trim().to_string();
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.trim().is_empty()
+        {
+            return text.trim().to_string();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
