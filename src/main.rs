@@ -17,10 +17,30 @@ fn main() -> ExitCode {
     match fedsynth::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins an error and its causes with ": " and leaves out a cause whose text
+/// the message before it already contains. Library errors embed their source
+/// in their own message, so `{err:#}` would print that source twice.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let message = cause.to_string();
+        if !previous.is_empty() && previous.contains(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        previous = message;
+    }
+    text
 }
 
 /// Logs to stderr at `info` unless `RUST_LOG` says otherwise. burn logs
@@ -33,4 +53,33 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use anyhow::Context;
+    use fedsynth::data::cifar::ImageSet;
+
+    #[test]
+    fn error_chain_skips_repeated_cause() {
+        let path = std::env::temp_dir().join("fedsynth-no-such-records.bin");
+        let err = ImageSet::read(&path)
+            .context("failed to read --images")
+            .unwrap_err();
+        let text = error_chain(&err);
+        let cause = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        assert!(text.starts_with("failed to read --images: "), "{text}");
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert_eq!(text.matches(&cause).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn error_chain_keeps_new_cause() {
+        let err = anyhow::anyhow!("connection refused").context("failed to reach the coordinator");
+        assert_eq!(
+            error_chain(&err),
+            "failed to reach the coordinator: connection refused"
+        );
+    }
 }

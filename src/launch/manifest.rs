@@ -300,6 +300,15 @@ impl Manifest {
                 "must not exceed sites.count",
             ));
         }
+        positive("gan.epochs", self.gan.epochs)?;
+        positive("classifier.epochs", self.classifier.epochs)?;
+        positive("coordinator.final_epochs", self.coordinator.final_epochs)?;
+        if let Some(limit) = self.data.train_limit {
+            positive("data.train_limit", limit)?;
+        }
+        if let Some(limit) = self.data.test_limit {
+            positive("data.test_limit", limit)?;
+        }
         positive("gan.batch_size", self.gan.batch_size)?;
         if !self.gan.batch_size.is_multiple_of(2) {
             return Err(invalid(
@@ -450,6 +459,25 @@ mod tests {
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_zero_epochs_and_zero_limits() {
+        let cases = [
+            ("[gan]\nepochs = 0\n", "gan.epochs"),
+            ("[classifier]\nepochs = 0\n", "classifier.epochs"),
+            (
+                "[coordinator]\nfinal_epochs = 0\n",
+                "coordinator.final_epochs",
+            ),
+            ("[data]\ntrain_limit = 0\n", "data.train_limit"),
+            ("[data]\ntest_limit = 0\n", "data.test_limit"),
+        ];
+        for (text, key) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err}");
+            assert!(err.contains("at least 1"), "{text:?} gave {err}");
         }
     }
 

@@ -189,8 +189,9 @@ pub struct BenchKnnArgs {
 /// Runs `fedsynth bench knn`: GFLOP/s (2 * queries * references * dim
 /// flops) of the exact search on uniform random rows in [0, 1).
 pub fn bench_knn(args: BenchKnnArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    if args.queries == 0 || args.references == 0 || args.dim == 0 || args.repeat == 0 {
-        bail!("--queries, --references, --dim and --repeat must all be at least 1");
+    let sizes = [args.queries, args.references, args.dim, args.k, args.repeat];
+    if sizes.contains(&0) {
+        bail!("--queries, --references, --dim, --k and --repeat must all be at least 1");
     }
     let threads = crate::backend::configure_threads(global.threads);
     let mut rng = StdRng::seed_from_u64(args.seed);
@@ -232,6 +233,25 @@ mod tests {
         assert_eq!(pixels.0, FeatureSpace::Pixels);
         let classifier: FeatureArg = "classifier:/tmp/ckpt".parse().unwrap();
         assert_eq!(classifier.0, FeatureSpace::Classifier("/tmp/ckpt".into()));
+    }
+
+    #[test]
+    fn bench_knn_rejects_zero_k() {
+        let args = BenchKnnArgs {
+            queries: 4,
+            references: 4,
+            dim: 2,
+            k: 0,
+            repeat: 1,
+            seed: 0,
+        };
+        let global = GlobalArgs {
+            backend: crate::backend::BackendKind::Flex,
+            threads: 1,
+        };
+        let err = bench_knn(args, &global).unwrap_err().to_string();
+        assert!(err.contains("--k"), "{err}");
+        assert!(err.contains("at least 1"), "{err}");
     }
 
     #[test]

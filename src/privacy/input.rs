@@ -21,6 +21,8 @@ pub enum InputError {
     },
     #[error("{0} holds no .png file; write the synthetic images there as 32x32 RGB PNG files")]
     NoPng(PathBuf),
+    #[error("{0} holds no image record; pass a CIFAR-10 record file with at least one image")]
+    EmptyRecords(PathBuf),
     #[error("failed to decode {path} as PNG: {source}")]
     Decode {
         path: PathBuf,
@@ -39,7 +41,11 @@ pub fn read_synthetic(path: &Path) -> Result<Vec<u8>, InputError> {
     if path.is_dir() {
         read_png_dir(path)
     } else if path.is_file() {
-        Ok(ImageSet::read(path)?.images)
+        let set = ImageSet::read(path)?;
+        if set.is_empty() {
+            return Err(InputError::EmptyRecords(path.to_path_buf()));
+        }
+        Ok(set.images)
     } else {
         Err(InputError::Missing(path.to_path_buf()))
     }
@@ -117,6 +123,16 @@ mod tests {
         assert_eq!(images[0], 1);
         assert_eq!(images[1024], 2);
         assert_eq!(images[IMAGE_BYTES + 2048], 30);
+    }
+
+    #[test]
+    fn rejects_empty_record_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.bin");
+        std::fs::write(&path, b"").unwrap();
+        let err = read_synthetic(&path).unwrap_err().to_string();
+        assert!(err.contains("empty.bin"), "{err}");
+        assert!(err.contains("no image record"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,12 @@ impl ClassifierTrainConfig {
 
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), TrainError> {
+        if self.epochs == 0 {
+            return Err(TrainError::InvalidConfig(
+                "classifier epochs 0 trains nothing; give the epoch number to stop at, at least 1"
+                    .to_string(),
+            ));
+        }
         if self.batch_size == 0 {
             return Err(TrainError::InvalidConfig(
                 "classifier batch_size must be at least 1".to_string(),
@@ -303,6 +309,12 @@ mod tests {
         let config = ClassifierTrainConfig::new();
         assert_eq!(config.learning_rate_at(1), 5e-3);
         assert!((config.learning_rate_at(3) - 5e-3 * 0.81).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rejects_zero_epochs() {
+        let err = tiny_config(0).validate().unwrap_err();
+        assert!(err.to_string().contains("epochs 0"), "{err}");
     }
 
     #[test]

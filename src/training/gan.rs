@@ -51,11 +51,22 @@ pub struct GanTrainConfig {
 impl GanTrainConfig {
     /// Checks the settings against a training set of `images` images.
     pub fn validate(&self, images: usize) -> Result<(), TrainError> {
+        if self.epochs == 0 {
+            return Err(TrainError::InvalidConfig(
+                "GAN epochs 0 trains nothing; give the epoch number to stop at, at least 1"
+                    .to_string(),
+            ));
+        }
         if self.batch_size < 2 {
             return Err(TrainError::InvalidConfig(format!(
                 "GAN batch_size {} is too small; it must be at least 2 (half real, half generated)",
                 self.batch_size
             )));
+        }
+        if self.generator.latent_dim == 0 {
+            return Err(TrainError::InvalidConfig(
+                "GAN latent_dim 0 leaves the generator no input; give at least 1".to_string(),
+            ));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(TrainError::InvalidConfig(format!(
@@ -440,6 +451,19 @@ mod tests {
     fn rejects_batch_size_below_two() {
         let err = tiny_config(1).with_batch_size(1).validate(10).unwrap_err();
         assert!(err.to_string().contains("batch_size 1"), "{err}");
+    }
+
+    #[test]
+    fn rejects_zero_epochs() {
+        let err = tiny_config(0).validate(10).unwrap_err();
+        assert!(err.to_string().contains("epochs 0"), "{err}");
+    }
+
+    #[test]
+    fn rejects_zero_latent_dim() {
+        let config = tiny_config(1).with_generator(GeneratorConfig::new().with_latent_dim(0));
+        let err = config.validate(10).unwrap_err();
+        assert!(err.to_string().contains("latent_dim 0"), "{err}");
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub fn is_transient(status: &Status) -> bool {
 /// Dials `url` with retries, with HTTP/2 keepalives on the channel.
 pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
     let endpoint = Endpoint::from_shared(url.to_string())
+        .ok()
+        .filter(|endpoint| has_http_scheme(endpoint.uri()))
         .with_context(|| format!("invalid coordinator URL {url}; expected http://HOST:PORT"))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(keepalive::INTERVAL)
@@ -76,7 +78,7 @@ pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
             Ok(channel) => return Ok(FederationClient::new(channel)),
             Err(err) => match backoff.next_delay() {
                 Some(delay) => {
-                    warn!(%url, error = %err, retry_in_ms = delay.as_millis() as u64, "failed to reach the coordinator; retrying");
+                    warn!(%url, error = %with_causes(&err), retry_in_ms = delay.as_millis() as u64, "failed to reach the coordinator; retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => {
@@ -87,6 +89,32 @@ pub async fn connect(url: &str) -> anyhow::Result<FederationClient<Channel>> {
             },
         }
     }
+}
+
+/// Checks that `uri` has an http or https scheme and a host. Without them
+/// every dial fails the same way, so a retry would only delay the error.
+fn has_http_scheme(uri: &tonic::codegen::http::Uri) -> bool {
+    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+}
+
+/// Formats an error followed by each of its causes. A tonic transport
+/// error's own text is only "transport error", and the reason (connection
+/// refused, no route, TLS) is in its sources. A cause whose text the one
+/// before it already contains is left out.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut previous = text.clone();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !previous.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        previous = message;
+        source = cause.source();
+    }
+    text
 }
 
 /// Runs `call` until it succeeds, fails for a lasting reason, or the
@@ -130,6 +158,31 @@ mod tests {
         assert!(is_transient(&Status::unavailable("down")));
         assert!(!is_transient(&Status::invalid_argument("bad")));
         assert!(!is_transient(&Status::failed_precondition("late")));
+    }
+
+    #[tokio::test]
+    async fn rejects_url_without_scheme() {
+        let started = std::time::Instant::now();
+        let err = connect("127.0.0.1:50051").await.unwrap_err().to_string();
+        assert!(err.contains("127.0.0.1:50051"), "{err}");
+        assert!(err.contains("expected http://HOST:PORT"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn dial_error_names_refused_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let err = Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        let text = with_causes(&err);
+        assert!(text.starts_with("transport error: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert_eq!(text.matches("tcp connect error").count(), 1, "{text}");
     }
 
     #[tokio::test]
