@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::BackendKind;
+use crate::launch::manifest::{Manifest, ManifestError};
 
 /// Federated learning by synthetic data on CIFAR-10.
 #[derive(Debug, Parser)]
@@ -18,12 +19,29 @@ pub struct Cli {
 /// Options shared by every subcommand.
 #[derive(Clone, Debug, Args)]
 pub struct GlobalArgs {
-    /// Compute backend for training and inference.
-    #[arg(long, global = true, env = "FEDSYNTH_BACKEND", default_value_t = BackendKind::Flex)]
-    pub backend: BackendKind,
+    /// Compute backend for training and inference [default: flex, or the
+    /// manifest's `run.backend` for `launch`, `coordinator` and `site`].
+    #[arg(long, global = true, env = "FEDSYNTH_BACKEND")]
+    pub backend: Option<BackendKind>,
     /// CPU threads for training and search; 0 uses every core.
     #[arg(long, global = true, env = "FEDSYNTH_THREADS", default_value_t = 0)]
     pub threads: usize,
+}
+
+impl GlobalArgs {
+    /// Returns the backend of the local commands: `--backend`, else flex.
+    pub fn backend(&self) -> BackendKind {
+        self.backend.unwrap_or_default()
+    }
+
+    /// Lets `--backend`, when given, override a manifest's `run.backend`.
+    pub fn override_backend(&self, manifest: &mut Manifest) -> Result<(), ManifestError> {
+        if let Some(backend) = self.backend {
+            manifest.run.backend = backend;
+            manifest.validate()?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -372,6 +372,17 @@ fn started_pid(line: &str) -> Option<libc::pid_t> {
 
 #[test]
 fn launch_forwards_ctrl_c_to_children() {
+    check_ctrl_c_forwarding(false);
+}
+
+/// A launcher started in the background by a shell inherits SIGINT as
+/// ignored; its children must still stop at the forwarded SIGINT.
+#[test]
+fn launch_started_ignoring_sigint_stops_children() {
+    check_ctrl_c_forwarding(true);
+}
+
+fn check_ctrl_c_forwarding(ignore_sigint: bool) {
     let temp = tempfile::tempdir().unwrap();
     let manifest = temp.path().join("long.toml");
     // Enough GAN epochs that the run is still training when SIGINT comes.
@@ -380,16 +391,26 @@ fn launch_forwards_ctrl_c_to_children() {
         tiny_manifest(&temp.path().join("runs"), 2, 2, 50),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .arg("launch")
         .arg(&manifest)
         .arg("--data")
         .arg(data_dir())
         .env("CI", "true")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if ignore_sigint {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: signal(2) is async-signal-safe, as code after fork must be.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut launcher = Guard(child);
     let (lines, received) = mpsc::channel();
@@ -431,6 +452,13 @@ fn launch_forwards_ctrl_c_to_children() {
     log.extend(rest);
     let forwarded = log.iter().filter(|l| l.contains("sending SIGINT")).count();
     assert_eq!(forwarded, 3, "log:\n{}", log.join("\n"));
+    let killed = log.iter().filter(|l| l.contains("killing it")).count();
+    assert_eq!(
+        killed,
+        0,
+        "a child ignored SIGINT; log:\n{}",
+        log.join("\n")
+    );
     for pid in pids {
         // Signal 0 only checks whether the process still exists.
         // SAFETY: kill(2) with signal 0 delivers nothing.
@@ -463,4 +491,34 @@ fn launch_fails_when_coordinator_fails() {
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with("error: "), "{last}");
     assert!(last.contains("coordinator"), "{last}");
+}
+
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn launch_backend_flag_overrides_manifest() {
+    let temp = tempfile::tempdir().unwrap();
+    let manifest = temp.path().join("tiny.toml");
+    std::fs::write(&manifest, tiny_manifest(&temp.path().join("runs"), 2, 2, 1)).unwrap();
+    let child = Command::new(BIN)
+        .args(["--backend", "wgpu", "launch"])
+        .arg(&manifest)
+        .arg("--data")
+        .arg(data_dir())
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "launch ran without wgpu:\n{stderr}"
+    );
+    assert!(stderr.contains("run.backend"), "{stderr}");
+    assert!(stderr.contains("--features wgpu"), "{stderr}");
+    assert!(
+        !stderr.contains("[coordinator]"),
+        "a child started:\n{stderr}"
+    );
 }

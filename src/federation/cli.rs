@@ -48,7 +48,8 @@ pub struct SiteArgs {
 
 /// Runs the coordinator; fails when the run fails.
 pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.manifest)?;
+    let mut manifest = Manifest::load(&args.manifest)?;
+    global.override_backend(&mut manifest)?;
     let threads = crate::backend::configure_threads(global.threads);
     tracing::debug!(threads, "compute threads");
     let config = coordinator::CoordinatorConfig {
@@ -78,6 +79,7 @@ pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         coordinator: args.coordinator,
         shard_index: args.shard_index,
         data_flag: args.data,
+        backend: global.backend,
         work_dir: args
             .work_dir
             .unwrap_or_else(|| PathBuf::from(format!("site-{}", args.shard_index))),

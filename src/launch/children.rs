@@ -77,14 +77,28 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> io::Result<Supervised> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    // A launcher started in the background by a shell inherits SIGINT as
+    // ignored, and so would its children, which then could not be stopped
+    // by the forwarded SIGINT. Each child starts with the default action.
+    // SAFETY: `signal` is async-signal-safe, as code between fork and exec
+    // must be, and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other(format!("{name} exited before its id was read")))?;

@@ -89,7 +89,8 @@ fn run_baseline(runtime: tokio::runtime::Runtime, plan: &LaunchPlan) -> anyhow::
 
 /// Validates the arguments and the manifest and creates the run folder.
 fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPlan> {
-    let manifest = Manifest::load(&args.manifest)?;
+    let mut manifest = Manifest::load(&args.manifest)?;
+    global.override_backend(&mut manifest)?;
     let manifest_path = std::fs::canonicalize(&args.manifest)
         .with_context(|| format!("failed to resolve {}", args.manifest.display()))?;
     let exe = std::env::current_exe().context("failed to find the fedsynth binary")?;

@@ -70,7 +70,7 @@ impl FromStr for FeatureArg {
 /// Runs `fedsynth audit`.
 pub fn audit(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let threads = crate::backend::configure_threads(global.threads);
-    let device = global.backend.device()?;
+    let device = global.backend().device()?;
     let synthetic = input::read_synthetic(&args.synthetic)
         .with_context(|| format!("failed to read --synthetic {}", args.synthetic.display()))?;
     let (train, holdout) = load_reference_sets(&args)?;

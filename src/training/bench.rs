@@ -44,7 +44,7 @@ pub fn bench_steps(args: BenchStepsArgs, global: &GlobalArgs) -> anyhow::Result<
     if args.gan_batch < 2 || args.classifier_batch == 0 {
         anyhow::bail!("--gan-batch must be at least 2 and --classifier-batch at least 1");
     }
-    let device = global.backend.device()?;
+    let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let mut rng = epoch_rng(0, 0);
 
@@ -77,7 +77,9 @@ pub fn bench_steps(args: BenchStepsArgs, global: &GlobalArgs) -> anyhow::Result<
 
     println!(
         "backend {} with {threads} threads, {} warm-up and {} timed steps",
-        global.backend, args.warmup, args.iters
+        global.backend(),
+        args.warmup,
+        args.iters
     );
     println!(
         "GAN step (batch {}):        {:.3} s/step, {:.1} images/s",

@@ -136,7 +136,7 @@ pub struct EvaluateArgs {
 
 /// Runs `fedsynth train-gan`.
 pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let device = global.backend.device()?;
+    let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let images = load_training_split(&args.data)?;
     let config = GanTrainConfig::new()
@@ -147,7 +147,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         .with_seed(args.seed)
         .with_generator(GeneratorConfig::new().with_latent_dim(args.latent_dim))
         .with_discriminator(DiscriminatorConfig::new());
-    tracing::info!(backend = %global.backend, threads, images = images.len(), out = %args.out.display(), "train-gan");
+    tracing::info!(backend = %global.backend(), threads, images = images.len(), out = %args.out.display(), "train-gan");
     let hooks = TrainHooks {
         checkpoint_dir: Some(args.out.clone()),
         resume: args.resume,
@@ -165,7 +165,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
 
 /// Runs `fedsynth train-classifier`.
 pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let device = global.backend.device()?;
+    let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let (images, targets) = match &args.images {
         Some(path) => load_record_file(path, args.data.limit)?,
@@ -182,7 +182,7 @@ pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyho
         .with_lr_decay(args.lr_decay)
         .with_seed(args.seed)
         .with_model(ClassifierConfig::new());
-    tracing::info!(backend = %global.backend, threads, images = images.len() / IMAGE_BYTES, out = %args.out.display(), "train-classifier");
+    tracing::info!(backend = %global.backend(), threads, images = images.len() / IMAGE_BYTES, out = %args.out.display(), "train-classifier");
     let hooks = TrainHooks {
         checkpoint_dir: Some(args.out.clone()),
         resume: args.resume,
@@ -204,7 +204,7 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.columns == 0 {
         bail!("--columns must be at least 1");
     }
-    let device = global.backend.device()?;
+    let device = global.backend().device()?;
     crate::backend::configure_threads(global.threads);
     let (generator, config) = checkpoint::load_generator(&args.generator, &device)?;
     let images = infer::sample_images(
@@ -244,7 +244,7 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
 /// Runs `fedsynth evaluate`.
 pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let device = global.backend.device()?;
+    let device = global.backend().device()?;
     crate::backend::configure_threads(global.threads);
     let (classifier, _) = checkpoint::load_classifier(&args.classifier, &device)?;
     let dir = location::resolve_data_dir(args.data.as_deref(), None)?;

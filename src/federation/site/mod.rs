@@ -27,6 +27,8 @@ pub struct SiteConfig {
     pub shard_index: u32,
     /// `--data`, when given; otherwise the usual lookup applies.
     pub data_flag: Option<PathBuf>,
+    /// `--backend`, when given; otherwise the run plan's `run.backend`.
+    pub backend: Option<crate::backend::BackendKind>,
     /// Directory for the site's own files.
     pub work_dir: PathBuf,
 }
@@ -94,8 +96,11 @@ async fn join(config: &SiteConfig) -> anyhow::Result<Session> {
         )
     })?
     .into_inner();
-    let manifest = Manifest::parse(std::path::Path::new("<run plan>"), &response.manifest_toml)
+    let mut manifest = Manifest::parse(std::path::Path::new("<run plan>"), &response.manifest_toml)
         .context("coordinator sent an invalid run plan")?;
+    if let Some(backend) = config.backend {
+        manifest.run.backend = backend;
+    }
     info!(site = %response.site_id, shard = config.shard_index, "joined the run");
     Ok(Session {
         client,
