@@ -246,7 +246,7 @@ mod tests {
             seed: 0,
         };
         let global = GlobalArgs {
-            backend: crate::backend::BackendKind::Flex,
+            backend: None,
             threads: 1,
         };
         let err = bench_knn(args, &global).unwrap_err().to_string();
