@@ -101,6 +101,16 @@ fn read_request_head(stream: &mut std::net::TcpStream) {
     }
 }
 
+/// Runs `fedsynth data download --dir DIR --url URL [--md5 MD5]`.
+fn download(dir: &Path, url: &str, md5: Option<&str>) -> Output {
+    let dir = dir.to_str().unwrap();
+    let mut args = vec!["data", "download", "--dir", dir, "--url", url];
+    if let Some(md5) = md5 {
+        args.extend(["--md5", md5]);
+    }
+    fedsynth(&args)
+}
+
 /// Runs the binary with no proxy settings, so requests to 127.0.0.1 go
 /// straight to the test server.
 fn fedsynth(args: &[&str]) -> Output {
@@ -146,16 +156,7 @@ fn download_unpacks_checked_release() {
     let dir = root.path().join("cache/cifar-10-batches-bin");
     let url = format!("http://{address}/cifar-10-binary.tar.gz");
 
-    let output = fedsynth(&[
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        &url,
-        "--md5",
-        &md5,
-    ]);
+    let output = download(&dir, &url, Some(&md5));
     server.join().unwrap();
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
     assert!(
@@ -182,16 +183,7 @@ fn download_rejects_md5_mismatch_and_leaves_nothing() {
     let dir = root.path().join("cifar-10-batches-bin");
     let url = format!("http://{address}/cifar-10-binary.tar.gz");
 
-    let output = fedsynth(&[
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        &url,
-        "--md5",
-        expected,
-    ]);
+    let output = download(&dir, &url, Some(expected));
     server.join().unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success(), "a corrupt download succeeded");
@@ -212,14 +204,7 @@ fn download_reports_http_error_status() {
     let dir = root.path().join("cifar-10-batches-bin");
     let url = format!("http://{address}/absent.tar.gz");
 
-    let output = fedsynth(&[
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        &url,
-    ]);
+    let output = download(&dir, &url, None);
     server.join().unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
@@ -247,16 +232,7 @@ fn download_rejects_archive_without_release() {
     let dir = root.path().join("cifar-10-batches-bin");
     let url = format!("http://{address}/other.tar.gz");
 
-    let output = fedsynth(&[
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        &url,
-        "--md5",
-        &md5,
-    ]);
+    let output = download(&dir, &url, Some(&md5));
     server.join().unwrap();
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
@@ -279,22 +255,12 @@ fn download_skips_complete_target() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("cifar-10-batches-bin");
     let url = format!("http://{address}/cifar-10-binary.tar.gz");
-    let args = [
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        &url,
-        "--md5",
-        &md5,
-    ];
-    let first = fedsynth(&args);
+    let first = download(&dir, &url, Some(&md5));
     server.join().unwrap();
     assert!(first.status.success(), "stderr: {}", text(&first.stderr));
 
     // No server runs now, so a second request would fail.
-    let again = fedsynth(&args);
+    let again = download(&dir, &url, Some(&md5));
     assert!(again.status.success(), "stderr: {}", text(&again.stderr));
     assert!(
         text(&again.stdout).contains("already present"),
@@ -308,14 +274,7 @@ fn download_rejects_incomplete_target() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("cifar-10-batches-bin");
     std::fs::create_dir(&dir).unwrap();
-    let output = fedsynth(&[
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        "http://127.0.0.1:9/x",
-    ]);
+    let output = download(&dir, "http://127.0.0.1:9/x", None);
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -330,16 +289,7 @@ fn download_rejects_invalid_md5_flag() {
     let dir = root.path().join("cifar-10-batches-bin");
     // The MD5 is checked before any request, and the URL stays on loopback.
     let url = "http://127.0.0.1:9/x";
-    let output = fedsynth(&[
-        "data",
-        "download",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--url",
-        url,
-        "--md5",
-        "xyz",
-    ]);
+    let output = download(&dir, url, Some("xyz"));
     let stderr = text(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("invalid MD5 `xyz`"), "{stderr}");
