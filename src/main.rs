@@ -43,7 +43,7 @@ fn error_chain(err: &anyhow::Error) -> String {
     text
 }
 
-/// Logs to stderr at `info` unless `RUST_LOG` says otherwise. burn logs
+/// Logs to stderr at `info` unless `RUST_LOG` sets another filter. burn logs
 /// through the `log` crate, which the subscriber's `tracing-log` bridge picks up.
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

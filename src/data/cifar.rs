@@ -90,7 +90,7 @@ impl ImageSet {
         self.labels.len()
     }
 
-    /// Whether the set holds no image.
+    /// Whether the set contains no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

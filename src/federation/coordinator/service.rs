@@ -1,6 +1,6 @@
 //! The tonic `Federation` service: decodes each request, checks it with
 //! `validate`, applies it to the shared [`RunState`] and maps rejections to
-//! their gRPC status. It holds no state of its own.
+//! their gRPC status. It keeps no state of its own.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

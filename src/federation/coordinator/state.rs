@@ -85,7 +85,7 @@ pub struct Site {
     pub epochs: Vec<EpochProgress>,
     pub upload: Option<AcceptedUpload>,
     pub audit: Option<AcceptedAudit>,
-    /// Whether the site has polled since the run finished, so it knows.
+    /// Whether the site has polled since the run finished and so received its outcome.
     pub informed: bool,
 }
 
@@ -424,7 +424,7 @@ impl RunState {
     }
 
     /// Applies deadlines and heartbeat timeouts at `now`, and moves the run
-    /// to its next phase when its rules say so.
+    /// to its next phase when its rules require it.
     pub fn tick(&mut self, now: Instant) {
         match self.phase.clone() {
             RunPhase::Join { deadline } => self.tick_join(deadline, now),
