@@ -1,6 +1,6 @@
 //! The three products of a 2-D convolution on plain `f32` slices in NCHW
 //! order: the forward pass, the input (data) gradient and the weight
-//! gradient, each as im2col or col2im around one `gemm` call per image.
+//! gradient, each as im2col or col2im around one `gemm` call per block of images.
 //! Groups and dilation other than 1 are not handled; callers fall back.
 
 use rayon::prelude::*;
@@ -56,14 +56,25 @@ impl ConvGeometry {
         (low, high.max(low))
     }
 
-    /// Writes the im2col matrix of one image: `taps` rows of `positions`.
-    fn im2col(&self, image: &[f32], cols: &mut [f32]) {
+    /// Images per `gemm` call: enough that the im2col block has about
+    /// `BLOCK_COLUMNS` columns, but no more than leaves every thread a block.
+    fn images_per_block(&self) -> usize {
+        let per_thread = self.batch.div_ceil(rayon::current_num_threads()).max(1);
+        BLOCK_COLUMNS
+            .div_ceil(self.positions())
+            .clamp(1, per_thread)
+    }
+
+    /// Writes the im2col matrix of one image, `taps` rows of `positions`
+    /// values, into `cols` with `ld` values between row starts.
+    fn im2col(&self, image: &[f32], cols: &mut [f32], ld: usize) {
         let [kh, kw] = self.kernel;
         let [ih, iw] = self.in_size;
         let [oh, ow] = self.out_size;
         let [sy, sx] = self.stride;
         let [py, px] = self.pad_begin;
-        for (row, col) in cols.chunks_exact_mut(oh * ow).enumerate() {
+        for row in 0..self.taps() {
+            let col = &mut cols[row * ld..row * ld + oh * ow];
             let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let plane = &image[c * ih * iw..(c + 1) * ih * iw];
             let (y0, y1) = self.valid(0, ky);
@@ -92,24 +103,26 @@ impl ConvGeometry {
         }
     }
 
-    /// Adds the im2col matrix `cols` back into one image gradient.
-    fn col2im(&self, cols: &[f32], image: &mut [f32]) {
+    /// Adds the im2col matrix in `cols` (rows `ld` apart) back into one
+    /// image gradient.
+    fn col2im(&self, cols: &[f32], ld: usize, image: &mut [f32]) {
         let [kh, kw] = self.kernel;
         let [ih, iw] = self.in_size;
         let [oh, ow] = self.out_size;
         let [sy, sx] = self.stride;
         let [py, px] = self.pad_begin;
-        for (row, col) in cols.chunks_exact(oh * ow).enumerate() {
+        for row in 0..self.taps() {
+            let col = &cols[row * ld..row * ld + oh * ow];
             let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
             let plane = &mut image[c * ih * iw..(c + 1) * ih * iw];
             let (y0, y1) = self.valid(0, ky);
             let (x0, x1) = self.valid(1, kx);
+            if x0 == x1 {
+                continue;
+            }
             for oy in y0..y1 {
                 let line = &mut plane[(oy * sy + ky - py) * iw..][..iw];
                 let from = &col[oy * ow..(oy + 1) * ow];
-                if x0 == x1 {
-                    continue;
-                }
                 let start = x0 * sx + kx - px;
                 if sx == 1 {
                     let to = &mut line[start..start + x1 - x0];
@@ -121,7 +134,22 @@ impl ConvGeometry {
             }
         }
     }
+
+    /// Writes the im2col matrices of a block of images side by side:
+    /// `taps` rows of `images * positions` columns.
+    fn im2col_block(&self, images: &[f32], cols: &mut [f32]) {
+        let count = images.len() / self.input_len();
+        let (positions, ld) = (self.positions(), count * self.positions());
+        for (i, image) in images.chunks_exact(self.input_len()).enumerate() {
+            self.im2col(image, &mut cols[i * positions..], ld);
+        }
+    }
 }
+
+/// Columns of the im2col block that one `gemm` call multiplies. Small
+/// outputs (4x4, 8x8) take several images per call, so that the call is
+/// not bound by streaming the weight matrix.
+const BLOCK_COLUMNS: usize = 512;
 
 /// `dst (m x n) = lhs (m x k) * rhs (k x n)`, or `dst +=` when `accumulate`;
 /// each matrix given by its row and column strides.
@@ -163,29 +191,62 @@ fn matmul(
     }
 }
 
+/// Moves `block`, `[channels, images * positions]`, into NCHW order
+/// `[images, channels, positions]` in `out`, adding `bias` per channel.
+fn scatter_block(
+    block: &[f32],
+    channels: usize,
+    positions: usize,
+    out: &mut [f32],
+    bias: Option<&[f32]>,
+) {
+    let ld = out.len() / channels;
+    for (i, image) in out.chunks_exact_mut(channels * positions).enumerate() {
+        for (c, row) in image.chunks_exact_mut(positions).enumerate() {
+            let from = &block[c * ld + i * positions..][..positions];
+            match bias {
+                Some(bias) => row.iter_mut().zip(from).for_each(|(o, v)| *o = v + bias[c]),
+                None => row.copy_from_slice(from),
+            }
+        }
+    }
+}
+
+/// Moves NCHW `images`, `[images, channels, positions]`, into `block` as
+/// `[channels, images * positions]`.
+fn gather_block(images: &[f32], channels: usize, positions: usize, block: &mut [f32]) {
+    let ld = images.len() / channels;
+    for (i, image) in images.chunks_exact(channels * positions).enumerate() {
+        for (c, row) in image.chunks_exact(positions).enumerate() {
+            block[c * ld + i * positions..][..positions].copy_from_slice(row);
+        }
+    }
+}
+
+/// Moves NCHW `images` into `block` as `[images * positions, channels]`.
+fn gather_block_transposed(images: &[f32], channels: usize, positions: usize, block: &mut [f32]) {
+    for (i, image) in images.chunks_exact(channels * positions).enumerate() {
+        let rows = &mut block[i * positions * channels..][..positions * channels];
+        for (c, plane) in image.chunks_exact(positions).enumerate() {
+            for (p, &v) in plane.iter().enumerate() {
+                rows[p * channels + c] = v;
+            }
+        }
+    }
+}
+
 /// Output `[batch, out_channels, out_h, out_w]` of `x` convolved with
 /// `weight` (`[out_channels, in_channels, kh, kw]`), plus `bias` per channel.
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.input_len(), "conv input size");
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
-    let (taps, positions) = (g.taps(), g.positions());
     let mut out = vec![0.0f32; g.batch * g.output_len()];
-    out.par_chunks_mut(g.output_len())
-        .zip(x.par_chunks(g.input_len()))
+    let per_block = g.images_per_block();
+    out.par_chunks_mut(per_block * g.output_len())
+        .zip(x.par_chunks(per_block * g.input_len()))
         .for_each_init(
-            || vec![0.0f32; taps * positions],
-            |cols, (out, image)| {
-                g.im2col(image, cols);
-                let shape = [g.out_channels, positions, taps];
-                let w_strides = [taps as isize, 1];
-                let c_strides = [positions as isize, 1];
-                matmul(shape, out, false, weight, w_strides, cols, c_strides);
-                if let Some(bias) = bias {
-                    for (row, b) in out.chunks_exact_mut(positions).zip(bias) {
-                        row.iter_mut().for_each(|v| *v += b);
-                    }
-                }
-            },
+            || Blocks::new(g, per_block),
+            |blocks, (out, images)| blocks.forward(g, images, weight, bias, out),
         );
     out
 }
@@ -199,19 +260,32 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
         "conv output gradient size"
     );
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
-    let (taps, positions) = (g.taps(), g.positions());
     let mut dx = vec![0.0f32; g.batch * g.input_len()];
-    dx.par_chunks_mut(g.input_len())
-        .zip(grad.par_chunks(g.output_len()))
+    let per_block = g.images_per_block();
+    dx.par_chunks_mut(per_block * g.input_len())
+        .zip(grad.par_chunks(per_block * g.output_len()))
         .for_each_init(
-            || vec![0.0f32; taps * positions],
-            |cols, (dx, grad)| {
-                // cols (taps x positions) = weight^T (taps x out) * grad (out x positions)
-                let shape = [taps, positions, g.out_channels];
-                let w_strides = [1, taps as isize];
-                let g_strides = [positions as isize, 1];
-                matmul(shape, cols, false, weight, w_strides, grad, g_strides);
-                g.col2im(cols, dx);
+            || Blocks::new(g, per_block),
+            |blocks, (dx, grads)| {
+                let columns = grads.len() / g.output_len() * g.positions();
+                gather_block(grads, g.out_channels, g.positions(), &mut blocks.outputs);
+                // cols (taps x columns) = weight^T (taps x out) * grad (out x columns)
+                let shape = [g.taps(), columns, g.out_channels];
+                let w_strides = [1, g.taps() as isize];
+                let g_strides = [columns as isize, 1];
+                let grad = &blocks.outputs[..g.out_channels * columns];
+                matmul(
+                    shape,
+                    &mut blocks.cols,
+                    false,
+                    weight,
+                    w_strides,
+                    grad,
+                    g_strides,
+                );
+                for (i, image) in dx.chunks_exact_mut(g.input_len()).enumerate() {
+                    g.col2im(&blocks.cols[i * g.positions()..], columns, image);
+                }
             },
         );
     dx
@@ -226,32 +300,27 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         g.batch * g.output_len(),
         "conv output gradient size"
     );
-    let (taps, positions) = (g.taps(), g.positions());
-    let weights = g.out_channels * taps;
-    // One partial sum per rayon split, at least a few images each.
-    let min_len = g.batch.div_ceil(rayon::current_num_threads()).max(1);
-    x.par_chunks(g.input_len())
-        .zip(grad.par_chunks(g.output_len()))
-        .with_min_len(min_len)
+    let per_block = g.images_per_block();
+    let dw_t = x
+        .par_chunks(per_block * g.input_len())
+        .zip(grad.par_chunks(per_block * g.output_len()))
+        .with_min_len(g.blocks_per_thread(per_block))
         .fold(
-            || (vec![0.0f32; weights], vec![0.0f32; taps * positions]),
-            |(mut dw, mut cols), (image, grad)| {
-                g.im2col(image, &mut cols);
-                // dw (out x taps) += grad (out x positions) * cols^T (positions x taps)
-                let shape = [g.out_channels, taps, positions];
-                let g_strides = [positions as isize, 1];
-                let c_strides = [1, positions as isize];
-                matmul(shape, &mut dw, true, grad, g_strides, &cols, c_strides);
-                (dw, cols)
+            || Blocks::new(g, per_block),
+            |mut blocks, (images, grads)| {
+                g.im2col_block(images, &mut blocks.cols);
+                blocks.add_weight_grad(g, grads);
+                blocks
             },
         )
-        .map(|(dw, _)| dw)
-        .reduce(|| vec![0.0f32; weights], add_into)
+        .map(|blocks| blocks.dw_t)
+        .reduce(|| vec![0.0f32; g.out_channels * g.taps()], add_into);
+    transpose(&dw_t, g.taps(), g.out_channels)
 }
 
 /// Computes the convolution of `x` with `weight` and the weight gradient
-/// against `grad` from one im2col per image. This is the backward pass of
-/// a transposed convolution, whose output gradient is `x` here.
+/// against `grad` from one im2col per block of images. This is the backward
+/// pass of a transposed convolution, whose output gradient is `x` here.
 pub fn forward_and_weight_grad(
     g: &ConvGeometry,
     x: &[f32],
@@ -265,35 +334,118 @@ pub fn forward_and_weight_grad(
         g.batch * g.output_len(),
         "conv output gradient size"
     );
-    let (taps, positions) = (g.taps(), g.positions());
-    let weights = g.out_channels * taps;
-    let min_len = g.batch.div_ceil(rayon::current_num_threads()).max(1);
+    let per_block = g.images_per_block();
     let mut out = vec![0.0f32; g.batch * g.output_len()];
-    let dw = out
-        .par_chunks_mut(g.output_len())
-        .zip(x.par_chunks(g.input_len()))
-        .zip(grad.par_chunks(g.output_len()))
-        .with_min_len(min_len)
+    let dw_t = out
+        .par_chunks_mut(per_block * g.output_len())
+        .zip(x.par_chunks(per_block * g.input_len()))
+        .zip(grad.par_chunks(per_block * g.output_len()))
+        .with_min_len(g.blocks_per_thread(per_block))
         .fold(
-            || (vec![0.0f32; weights], vec![0.0f32; taps * positions]),
-            |(mut dw, mut cols), ((out, image), grad)| {
-                g.im2col(image, &mut cols);
-                let w_strides = [taps as isize, 1];
-                let c_strides = [positions as isize, 1];
-                let shape = [g.out_channels, positions, taps];
-                matmul(shape, out, false, weight, w_strides, &cols, c_strides);
-                let shape = [g.out_channels, taps, positions];
-                let cols_t = [1, positions as isize];
-                matmul(shape, &mut dw, true, grad, c_strides, &cols, cols_t);
-                (dw, cols)
+            || Blocks::new(g, per_block),
+            |mut blocks, ((out, images), grads)| {
+                blocks.forward(g, images, weight, None, out);
+                blocks.add_weight_grad(g, grads);
+                blocks
             },
         )
-        .map(|(dw, _)| dw)
-        .reduce(|| vec![0.0f32; weights], add_into);
-    (out, dw)
+        .map(|blocks| blocks.dw_t)
+        .reduce(|| vec![0.0f32; g.out_channels * g.taps()], add_into);
+    (out, transpose(&dw_t, g.taps(), g.out_channels))
+}
+
+impl ConvGeometry {
+    /// Blocks each rayon split takes at least, so that the weight gradient
+    /// is summed in about one buffer per thread.
+    fn blocks_per_thread(&self, per_block: usize) -> usize {
+        let blocks = self.batch.div_ceil(per_block);
+        blocks.div_ceil(rayon::current_num_threads()).max(1)
+    }
+}
+
+/// Scratch buffers of one rayon split, sized for a block of images.
+struct Blocks {
+    /// The im2col matrix of the block: `taps x columns`.
+    cols: Vec<f32>,
+    /// Output-sized values of the block: `out_channels x columns`, or
+    /// `columns x out_channels` for the weight gradient.
+    outputs: Vec<f32>,
+    /// The running weight gradient, transposed: `taps x out_channels`.
+    dw_t: Vec<f32>,
+}
+
+impl Blocks {
+    fn new(g: &ConvGeometry, per_block: usize) -> Self {
+        let columns = per_block * g.positions();
+        Blocks {
+            cols: vec![0.0; g.taps() * columns],
+            outputs: vec![0.0; g.out_channels * columns],
+            dw_t: Vec::new(),
+        }
+    }
+
+    /// Convolves a block of `images` into `out` (NCHW).
+    fn forward(
+        &mut self,
+        g: &ConvGeometry,
+        images: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let columns = images.len() / g.input_len() * g.positions();
+        g.im2col_block(images, &mut self.cols);
+        let shape = [g.out_channels, columns, g.taps()];
+        let w_strides = [g.taps() as isize, 1];
+        let c_strides = [columns as isize, 1];
+        let block = &mut self.outputs[..g.out_channels * columns];
+        matmul(
+            shape, block, false, weight, w_strides, &self.cols, c_strides,
+        );
+        scatter_block(block, g.out_channels, g.positions(), out, bias);
+    }
+
+    /// Adds the weight gradient of the block whose im2col is in `cols` and
+    /// whose output gradient is `grads` (NCHW).
+    fn add_weight_grad(&mut self, g: &ConvGeometry, grads: &[f32]) {
+        let columns = grads.len() / g.output_len() * g.positions();
+        if self.dw_t.is_empty() {
+            self.dw_t = vec![0.0; g.taps() * g.out_channels];
+        }
+        let grad_t = &mut self.outputs[..columns * g.out_channels];
+        gather_block_transposed(grads, g.out_channels, g.positions(), grad_t);
+        // dw^T (taps x out) += cols (taps x columns) * grad^T (columns x out);
+        // gemm sees both factors column-major, the order its kernels read best.
+        let shape = [g.taps(), g.out_channels, columns];
+        let c_strides = [columns as isize, 1];
+        let g_strides = [g.out_channels as isize, 1];
+        matmul(
+            shape,
+            &mut self.dw_t,
+            true,
+            &self.cols,
+            c_strides,
+            grad_t,
+            g_strides,
+        );
+    }
+}
+
+/// `rows x cols` row-major to `cols x rows` row-major.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; values.len()];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
 }
 
 fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
+    if a.len() < b.len() {
+        return b;
+    }
     a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
     a
 }
@@ -407,6 +559,38 @@ mod tests {
         let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-4);
         assert!(close(&out, &forward(&g, &x, &w, None)));
         assert!(close(&dw, &weight_grad(&g, &x, &r)));
+    }
+
+    #[test]
+    fn image_blocks_match_single_images() {
+        // 5x5 outputs take many images per gemm call; 7 images leave a
+        // partial last block whatever the thread count.
+        let g = ConvGeometry {
+            batch: 7,
+            ..strided_geometry()
+        };
+        let one = ConvGeometry { batch: 1, ..g };
+        let x = ramp(g.batch * g.input_len(), 1.0);
+        let w = ramp(g.out_channels * g.taps(), 0.3);
+        let r = ramp(g.batch * g.output_len(), 0.5);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-4);
+        let images = x.chunks(g.input_len()).zip(r.chunks(g.output_len()));
+        let mut dw_sum = vec![0.0f32; w.len()];
+        let (out, dx) = (forward(&g, &x, &w, None), input_grad(&g, &r, &w));
+        for (i, (image, grad)) in images.enumerate() {
+            let out_i = &out[i * g.output_len()..(i + 1) * g.output_len()];
+            let dx_i = &dx[i * g.input_len()..(i + 1) * g.input_len()];
+            assert!(
+                close(out_i, &forward(&one, image, &w, None)),
+                "forward of image {i}"
+            );
+            assert!(
+                close(dx_i, &input_grad(&one, grad, &w)),
+                "input gradient of image {i}"
+            );
+            dw_sum = add_into(dw_sum, weight_grad(&one, image, grad));
+        }
+        assert!(close(&weight_grad(&g, &x, &r), &dw_sum), "weight gradient");
     }
 
     #[test]

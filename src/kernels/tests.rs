@@ -4,7 +4,7 @@
 use burn::module::Param;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::{conv_transpose2d, conv2d, leaky_relu};
 
@@ -40,9 +40,7 @@ fn pass(
 ) -> Pass {
     let x = x.clone().require_grad();
     let output = apply(x.clone());
-    let device = output.device();
-    device.seed(7);
-    let projection = Tensor::<4>::random(output.dims(), Distribution::Normal(0.0, 1.0), &device);
+    let projection = pseudo_random(output.dims(), 7, &output.device());
     let grads = (output.clone() * projection).sum().backward();
     Pass {
         output: output.inner(),
@@ -65,8 +63,20 @@ fn assert_same(ours: Pass, burns: Pass) {
 }
 
 fn input(shape: [usize; 4], device: &Device) -> Tensor<4> {
-    device.seed(3);
-    Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
+    pseudo_random(shape, 3, device)
+}
+
+/// Values in [-1, 1) from a fixed hash of the index and `salt`. Unlike the
+/// device's seeded generator, tests running in parallel cannot change them.
+fn pseudo_random(shape: [usize; 4], salt: u64, device: &Device) -> Tensor<4> {
+    let len = shape.iter().product::<usize>() as u64;
+    let values: Vec<f32> = (0..len)
+        .map(|i| {
+            let h = (i ^ salt << 32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 fn check_conv(config: Conv2dConfig, shape: [usize; 4]) {
