@@ -14,6 +14,7 @@ use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
 use super::im2col::{self, ConvGeometry};
+use super::norm::{self, NormGeometry};
 
 /// Convolutions and LeakyReLU computed here instead of by burn-flex.
 #[backend_extension(Flex, Autodiff)]
@@ -39,6 +40,16 @@ pub trait FastConv: Backend {
 
     /// `x` where it is at least 0, `slope * x` below, in one pass.
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
+
+    /// Batch normalization of `[B, C, H, W]` with its own batch statistics,
+    /// like `burn::tensor::module::batch_norm_train`: the output, then the
+    /// per-channel mean and biased variance, which carry no gradient.
+    fn fast_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Borrows the values of a flex tensor, or copies them when its layout is strided.
@@ -123,9 +134,50 @@ fn leaky_forward(x: &FlexTensor, slope: f32) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
 }
 
+fn vector(values: Vec<f32>) -> FlexTensor {
+    let len = values.len();
+    FlexTensor::from_data(TensorData::new(values, [len]))
+}
+
+fn norm_geometry(x: &FlexTensor) -> NormGeometry {
+    let dims = x.layout().shape().dims::<4>();
+    NormGeometry {
+        batch: dims[0],
+        channels: dims[1],
+        plane: dims[2] * dims[3],
+    }
+}
+
+fn norm_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let g = norm_geometry(x);
+    let (out, mean, variance) = norm::forward(
+        &g,
+        &values(x),
+        &values(gamma),
+        &values(beta),
+        epsilon as f32,
+    );
+    let out = FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()));
+    (out, vector(mean), vector(variance))
+}
+
 impl FastConv for Flex {
     fn fast_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
         leaky_forward(&x, slope)
+    }
+
+    fn fast_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        norm_forward(&x, &gamma, &beta, epsilon)
     }
 
     fn fast_conv2d(
@@ -221,6 +273,40 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
     }
 }
 
+/// Backward step of `fast_batch_norm_train`. The state is its input, gamma,
+/// the batch statistics and epsilon.
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, mean, variance, epsilon) = ops.state;
+        let g = norm_geometry(&x);
+        let (dx, dgamma, dbeta) = norm::backward(
+            &g,
+            &values(&x),
+            &values(&grad),
+            &values(&gamma),
+            (&values(&mean), &values(&variance)),
+            epsilon as f32,
+        );
+        if let Some(node) = node_x {
+            let dx = FlexTensor::from_data(TensorData::new(dx, x.layout().shape().clone()));
+            grads.register::<Flex>(node.id, dx);
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, vector(dgamma));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, vector(dbeta));
+        }
+    }
+}
+
 /// Backward step of `fast_leaky_relu`. The state is its input and slope.
 #[derive(Debug)]
 struct LeakyReluBackward;
@@ -250,6 +336,30 @@ impl Backward<Flex, 1> for LeakyReluBackward {
 }
 
 impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
+    fn fast_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, x_node) = x.into_parts();
+        let (gamma, gamma_node) = gamma.into_parts();
+        let (beta, beta_node) = beta.into_parts();
+        let (output, mean, variance) = norm_forward(&x, &gamma, &beta, epsilon);
+        let statistics = (mean.clone(), variance.clone());
+        let output = match BatchNormBackward
+            .prepare::<C>([x_node, gamma_node, beta_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, mean, variance, epsilon), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        };
+        let (mean, variance) = statistics;
+        let leaf = FloatTensor::<Self>::new;
+        (output, leaf(mean), leaf(variance))
+    }
+
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let output = leaky_forward(&x, slope);

@@ -65,83 +65,143 @@ impl ConvGeometry {
             .clamp(1, per_thread)
     }
 
-    /// Writes the im2col matrix of one image, `taps` rows of `positions`
-    /// values, into `cols` with `ld` values between row starts.
-    fn im2col(&self, image: &[f32], cols: &mut [f32], ld: usize) {
-        let [kh, kw] = self.kernel;
-        let [ih, iw] = self.in_size;
-        let [oh, ow] = self.out_size;
-        let [sy, sx] = self.stride;
-        let [py, px] = self.pad_begin;
-        for row in 0..self.taps() {
-            let col = &mut cols[row * ld..row * ld + oh * ow];
-            let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-            let plane = &image[c * ih * iw..(c + 1) * ih * iw];
-            let (y0, y1) = self.valid(0, ky);
-            let (x0, x1) = self.valid(1, kx);
-            col[..y0 * ow].fill(0.0);
-            col[y1 * ow..].fill(0.0);
-            for oy in y0..y1 {
-                let line = &plane[(oy * sy + ky - py) * iw..][..iw];
-                let out = &mut col[oy * ow..(oy + 1) * ow];
-                out[..x0].fill(0.0);
-                out[x1..].fill(0.0);
-                if x0 == x1 {
-                    continue;
-                }
-                let start = x0 * sx + kx - px;
-                if sx == 1 {
-                    out[x0..x1].copy_from_slice(&line[start..start + x1 - x0]);
-                } else {
-                    let strided = line[start..].iter().step_by(sx);
-                    out[x0..x1]
-                        .iter_mut()
-                        .zip(strided)
-                        .for_each(|(o, v)| *o = *v);
-                }
-            }
+    /// Offsets of the column phases in a row that `split_columns` wrote:
+    /// phase `p` holds the input columns `p, p + stride, p + 2 stride, ...`.
+    fn phase_starts(&self) -> Vec<usize> {
+        let (iw, sx) = (self.in_size[1], self.stride[1]);
+        let mut starts = Vec::with_capacity(sx);
+        let mut next = 0;
+        for phase in 0..sx {
+            starts.push(next);
+            next += iw.saturating_sub(phase).div_ceil(sx);
         }
-    }
-
-    /// Adds the im2col matrix in `cols` (rows `ld` apart) back into one
-    /// image gradient.
-    fn col2im(&self, cols: &[f32], ld: usize, image: &mut [f32]) {
-        let [kh, kw] = self.kernel;
-        let [ih, iw] = self.in_size;
-        let [oh, ow] = self.out_size;
-        let [sy, sx] = self.stride;
-        let [py, px] = self.pad_begin;
-        for row in 0..self.taps() {
-            let col = &cols[row * ld..row * ld + oh * ow];
-            let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-            let plane = &mut image[c * ih * iw..(c + 1) * ih * iw];
-            let (y0, y1) = self.valid(0, ky);
-            let (x0, x1) = self.valid(1, kx);
-            if x0 == x1 {
-                continue;
-            }
-            for oy in y0..y1 {
-                let line = &mut plane[(oy * sy + ky - py) * iw..][..iw];
-                let from = &col[oy * ow..(oy + 1) * ow];
-                let start = x0 * sx + kx - px;
-                if sx == 1 {
-                    let to = &mut line[start..start + x1 - x0];
-                    to.iter_mut().zip(&from[x0..x1]).for_each(|(t, v)| *t += v);
-                } else {
-                    let to = line[start..].iter_mut().step_by(sx);
-                    to.zip(&from[x0..x1]).for_each(|(t, v)| *t += v);
-                }
-            }
-        }
+        starts
     }
 
     /// Writes the im2col matrices of a block of images side by side:
-    /// `taps` rows of `images * positions` columns.
-    fn im2col_block(&self, images: &[f32], cols: &mut [f32]) {
+    /// `taps` rows of `images * positions` columns. `split` is scratch space
+    /// for one image.
+    fn im2col_block(&self, images: &[f32], cols: &mut [f32], split: &mut Vec<f32>) {
         let count = images.len() / self.input_len();
         let (positions, ld) = (self.positions(), count * self.positions());
+        let starts = self.phase_starts();
         for (i, image) in images.chunks_exact(self.input_len()).enumerate() {
-            self.im2col(image, &mut cols[i * positions..], ld);
+            let rows = if self.stride[1] == 1 {
+                image
+            } else {
+                split.resize(image.len(), 0.0);
+                split_columns(image, self.in_size[1], self.stride[1], split);
+                &split[..]
+            };
+            im2col(self, rows, &starts, &mut cols[i * positions..], ld);
+        }
+    }
+
+    /// Adds the im2col matrix of one image in `cols` (rows `ld` apart) back
+    /// into its gradient `image`. `split` is scratch space for one image.
+    fn col2im(&self, cols: &[f32], ld: usize, image: &mut [f32], split: &mut Vec<f32>) {
+        let starts = self.phase_starts();
+        if self.stride[1] == 1 {
+            col2im(self, cols, ld, &starts, image);
+        } else {
+            split.clear();
+            split.resize(image.len(), 0.0);
+            col2im(self, cols, ld, &starts, split);
+            merge_columns(split, self.in_size[1], self.stride[1], image);
+        }
+    }
+}
+
+/// Reorders each row of `width` values of `image` into `out` by column
+/// phase: columns 0, s, 2s, ... first, then 1, 1 + s, ..., for stride s.
+/// A strided convolution then reads each tap's columns as one contiguous run.
+#[multiversion::multiversion(targets = "simd")]
+fn split_columns(image: &[f32], width: usize, stride: usize, out: &mut [f32]) {
+    for (from, to) in image.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let mut next = 0;
+        for phase in 0..stride {
+            for &v in from[phase..].iter().step_by(stride) {
+                to[next] = v;
+                next += 1;
+            }
+        }
+    }
+}
+
+/// Adds rows that `split_columns` ordered by phase back into `image` in
+/// column order.
+#[multiversion::multiversion(targets = "simd")]
+fn merge_columns(split: &[f32], width: usize, stride: usize, image: &mut [f32]) {
+    for (from, to) in split.chunks_exact(width).zip(image.chunks_exact_mut(width)) {
+        let mut next = 0;
+        for phase in 0..stride {
+            for t in to[phase..].iter_mut().step_by(stride) {
+                *t += from[next];
+                next += 1;
+            }
+        }
+    }
+}
+
+/// Writes the im2col matrix of one image, `taps` rows of `positions`
+/// values, into `cols` with `ld` values between row starts. With a column
+/// stride above 1, `image` has its rows ordered by phase at `starts`.
+#[multiversion::multiversion(targets = "simd")]
+fn im2col(g: &ConvGeometry, image: &[f32], starts: &[usize], cols: &mut [f32], ld: usize) {
+    let [kh, kw] = g.kernel;
+    let [ih, iw] = g.in_size;
+    let [oh, ow] = g.out_size;
+    let [sy, sx] = g.stride;
+    let [py, px] = g.pad_begin;
+    for row in 0..g.taps() {
+        let col = &mut cols[row * ld..row * ld + oh * ow];
+        let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &image[c * ih * iw..(c + 1) * ih * iw];
+        let (y0, y1) = g.valid(0, ky);
+        let (x0, x1) = g.valid(1, kx);
+        if x0 == x1 {
+            col.fill(0.0);
+            continue;
+        }
+        col[..y0 * ow].fill(0.0);
+        col[y1 * ow..].fill(0.0);
+        let start = x0 * sx + kx - px;
+        let from = starts[start % sx] + start / sx;
+        for oy in y0..y1 {
+            let line = &plane[(oy * sy + ky - py) * iw..][..iw];
+            let out = &mut col[oy * ow..(oy + 1) * ow];
+            out[..x0].fill(0.0);
+            out[x1..].fill(0.0);
+            out[x0..x1].copy_from_slice(&line[from..from + x1 - x0]);
+        }
+    }
+}
+
+/// Adds the im2col matrix in `cols` back into `image`, laid out as `im2col`
+/// reads it.
+#[multiversion::multiversion(targets = "simd")]
+fn col2im(g: &ConvGeometry, cols: &[f32], ld: usize, starts: &[usize], image: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let [ih, iw] = g.in_size;
+    let [oh, ow] = g.out_size;
+    let [sy, sx] = g.stride;
+    let [py, px] = g.pad_begin;
+    for row in 0..g.taps() {
+        let col = &cols[row * ld..row * ld + oh * ow];
+        let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
+        let plane = &mut image[c * ih * iw..(c + 1) * ih * iw];
+        let (y0, y1) = g.valid(0, ky);
+        let (x0, x1) = g.valid(1, kx);
+        if x0 == x1 {
+            continue;
+        }
+        let start = x0 * sx + kx - px;
+        let to = starts[start % sx] + start / sx;
+        for oy in y0..y1 {
+            let line = &mut plane[(oy * sy + ky - py) * iw..][..iw];
+            let from = &col[oy * ow + x0..oy * ow + x1];
+            let to = &mut line[to..to + x1 - x0];
+            to.iter_mut().zip(from).for_each(|(t, v)| *t += v);
         }
     }
 }
@@ -284,7 +344,8 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
                     g_strides,
                 );
                 for (i, image) in dx.chunks_exact_mut(g.input_len()).enumerate() {
-                    g.col2im(&blocks.cols[i * g.positions()..], columns, image);
+                    let cols = &blocks.cols[i * g.positions()..];
+                    g.col2im(cols, columns, image, &mut blocks.split);
                 }
             },
         );
@@ -308,7 +369,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         .fold(
             || Blocks::new(g, per_block),
             |mut blocks, (images, grads)| {
-                g.im2col_block(images, &mut blocks.cols);
+                g.im2col_block(images, &mut blocks.cols, &mut blocks.split);
                 blocks.add_weight_grad(g, grads);
                 blocks
             },
@@ -372,6 +433,8 @@ struct Blocks {
     outputs: Vec<f32>,
     /// The running weight gradient, transposed: `taps x out_channels`.
     dw_t: Vec<f32>,
+    /// One image with its columns ordered by phase, for strided convolutions.
+    split: Vec<f32>,
 }
 
 impl Blocks {
@@ -381,6 +444,7 @@ impl Blocks {
             cols: vec![0.0; g.taps() * columns],
             outputs: vec![0.0; g.out_channels * columns],
             dw_t: Vec::new(),
+            split: Vec::new(),
         }
     }
 
@@ -394,7 +458,7 @@ impl Blocks {
         out: &mut [f32],
     ) {
         let columns = images.len() / g.input_len() * g.positions();
-        g.im2col_block(images, &mut self.cols);
+        g.im2col_block(images, &mut self.cols, &mut self.split);
         let shape = [g.out_channels, columns, g.taps()];
         let w_strides = [g.taps() as isize, 1];
         let c_strides = [columns as isize, 1];

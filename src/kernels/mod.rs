@@ -7,12 +7,13 @@
 mod allocator;
 mod extension;
 pub mod im2col;
+pub mod norm;
 
 pub use allocator::keep_freed_memory;
 
 use burn::backend::{Dispatch, DispatchDevice};
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{DType, Device, Tensor};
 
 use extension::FastConv;
@@ -134,6 +135,41 @@ pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
         bias.val().into_dispatch(),
         geometry,
     );
+    Tensor::from_dispatch(output)
+}
+
+/// Applies `norm` to `x` like `BatchNorm::forward`. In training (on an
+/// autodiff device, with the layer's training flag on) the batch statistics
+/// and the gradients come from the fused kernels where they apply, and the
+/// running statistics are updated as burn updates them.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels, height, width]`
+/// - output: the same
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let training = device.is_autodiff() && norm.training.is_enabled();
+    if !training || x.dtype() != DType::F32 || !is_flex(&device) {
+        return norm.forward(x);
+    }
+    let (output, mean, variance) = <Dispatch as FastConv>::fast_batch_norm_train(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        norm.epsilon,
+    );
+    let (mean, variance): (Tensor<1>, Tensor<1>) =
+        (Tensor::from_dispatch(mean), Tensor::from_dispatch(variance));
+    let momentum = norm.momentum;
+    let update = |running: Tensor<1>, batch: Tensor<1>| {
+        let running = running.to_device(&device).mul_scalar(1.0 - momentum);
+        running.add(batch.detach().mul_scalar(momentum)).detach()
+    };
+    norm.running_mean
+        .update(update(norm.running_mean.value_sync(), mean));
+    norm.running_var
+        .update(update(norm.running_var.value_sync(), variance));
     Tensor::from_dispatch(output)
 }
 

@@ -2,11 +2,11 @@
 //! same gradients of input, weight and bias, up to float tolerance.
 
 use burn::module::Param;
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{conv_transpose2d, conv2d, leaky_relu};
+use super::{batch_norm, conv_transpose2d, conv2d, leaky_relu};
 
 /// Largest absolute difference between two tensors, relative to the
 /// largest magnitude in `expected`.
@@ -196,4 +196,61 @@ fn conv2d_on_flex_runs_the_custom_kernel() {
     let _ = conv2d(&conv, input([1, 2, 6, 6], &device));
     let after = super::extension::FORWARD_CALLS.load(Ordering::Relaxed);
     assert!(after > before, "conv2d did not reach the custom kernel");
+}
+
+/// Output, input gradient, gamma and beta gradients and running statistics
+/// of one training-mode batch norm step.
+fn norm_pass(ours: bool, x: &Tensor<4>) -> [Vec<f32>; 6] {
+    let device = x.device();
+    let norm: BatchNorm = BatchNormConfig::new(x.dims()[1])
+        .with_momentum(0.2)
+        .with_epsilon(1e-3)
+        .init(&device);
+    // Gamma and beta away from their defaults of one and zero.
+    let gamma = pseudo_random([1, 1, 1, x.dims()[1]], 11, &device).reshape([x.dims()[1]]);
+    let norm = BatchNorm {
+        gamma: Param::from_tensor(gamma.add_scalar(1.5)),
+        ..norm
+    };
+    let x = x.clone().require_grad();
+    let y = if ours {
+        batch_norm(&norm, x.clone())
+    } else {
+        norm.forward(x.clone())
+    };
+    let projection = pseudo_random(y.dims(), 5, &device);
+    let grads = (y.clone() * projection).sum().backward();
+    let vec = |t: Tensor<4>| -> Vec<f32> { t.inner().try_into_vec_as().unwrap() };
+    let vec1 = |t: Tensor<1>| -> Vec<f32> { t.try_into_vec_as().unwrap() };
+    [
+        vec(y),
+        vec(x.grad(&grads).expect("input gradient")),
+        vec1(norm.gamma.grad(&grads).expect("gamma gradient")),
+        vec1(norm.beta.grad(&grads).expect("beta gradient")),
+        vec1(norm.running_mean.value()),
+        vec1(norm.running_var.value()),
+    ]
+}
+
+#[test]
+fn batch_norm_matches_burn_with_gradients() {
+    let device = Device::flex().autodiff();
+    // A mean far from zero checks the shifted sums of the statistics.
+    let x = input([3, 4, 5, 6], &device).mul_scalar(2.0).add_scalar(3.0);
+    let names = [
+        "output",
+        "input gradient",
+        "gamma gradient",
+        "beta gradient",
+    ];
+    let names = names
+        .into_iter()
+        .chain(["running mean", "running variance"]);
+    let ours = norm_pass(true, &x);
+    let burns = norm_pass(false, &x);
+    for ((name, a), b) in names.zip(&ours).zip(&burns) {
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let diff = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff / scale < 1e-4, "{name} differs by {}", diff / scale);
+    }
 }

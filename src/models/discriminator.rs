@@ -98,7 +98,7 @@ impl Discriminator {
         let mut x = x;
         for block in &self.blocks {
             x = leaky_relu(
-                block.norm.forward(kernels::conv2d(&block.conv, x)),
+                kernels::batch_norm(&block.norm, kernels::conv2d(&block.conv, x)),
                 self.leaky_slope,
             );
         }

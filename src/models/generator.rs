@@ -123,14 +123,14 @@ impl Generator {
         let x = x.reshape([batch, self.channels, self.start_side, self.start_side]);
 
         // [B, 128, 4, 4] -> [B, 64, 8, 8] -> [B, 32, 16, 16]
-        let x = self.norm1.forward(leaky_relu(
-            kernels::conv_transpose2d(&self.up1, x),
-            self.leaky_slope,
-        ));
-        let x = self.norm2.forward(leaky_relu(
-            kernels::conv_transpose2d(&self.up2, x),
-            self.leaky_slope,
-        ));
+        let x = kernels::batch_norm(
+            &self.norm1,
+            leaky_relu(kernels::conv_transpose2d(&self.up1, x), self.leaky_slope),
+        );
+        let x = kernels::batch_norm(
+            &self.norm2,
+            leaky_relu(kernels::conv_transpose2d(&self.up2, x), self.leaky_slope),
+        );
 
         // [B, 32, 16, 16] -> [B, 32, 32, 32] -> [B, 3, 32, 32]
         let x = leaky_relu(kernels::conv_transpose2d(&self.up3, x), self.leaky_slope);
