@@ -155,3 +155,53 @@ fn bench_steps_prints_images_per_second() {
     assert!(stdout.contains("classifier step (batch 4)"), "{stdout}");
     assert!(stdout.contains("images/s"), "{stdout}");
 }
+
+#[test]
+fn train_gan_resume_without_checkpoint_names_the_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("no-checkpoint-here");
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--resume",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(path(&out)), "{stderr}");
+    assert!(stderr.contains("no checkpoint found"), "{stderr}");
+    assert!(stderr.contains("drop --resume"), "{stderr}");
+    assert!(!out.join("generator.safetensors").exists());
+}
+
+#[test]
+fn train_classifier_resume_without_checkpoint_names_the_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("empty");
+    std::fs::create_dir(&out).unwrap();
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--resume",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(path(&out)), "{stderr}");
+    assert!(stderr.contains("no checkpoint found"), "{stderr}");
+    assert!(!out.join("classifier.safetensors").exists());
+}

@@ -36,7 +36,8 @@ pub struct TrainGanArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/gan")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out; --epochs counts the epochs already done.
+    /// Continue from the checkpoint in --out, which must hold one; --epochs
+    /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
     /// Epoch number to stop at.
@@ -71,7 +72,8 @@ pub struct TrainClassifierArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/classifier")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out; --epochs counts the epochs already done.
+    /// Continue from the checkpoint in --out, which must hold one; --epochs
+    /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
     /// Epoch number to stop at.
@@ -136,6 +138,7 @@ pub struct EvaluateArgs {
 
 /// Runs `fedsynth train-gan`.
 pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    require_resume_checkpoint(args.resume, &args.out)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let images = load_training_split(&args.data)?;
@@ -165,6 +168,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
 
 /// Runs `fedsynth train-classifier`.
 pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    require_resume_checkpoint(args.resume, &args.out)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let (images, targets) = match &args.images {
@@ -297,6 +301,18 @@ pub fn read_soft_labels(path: &Path, count: usize) -> anyhow::Result<Vec<f32>> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
+}
+
+/// Fails when `--resume` is given but `dir` holds no finished checkpoint,
+/// so a mistyped `--out` does not start a fresh training silently.
+fn require_resume_checkpoint(resume: bool, dir: &Path) -> anyhow::Result<()> {
+    if resume && checkpoint::load_state(dir)?.is_none() {
+        bail!(
+            "--resume: no checkpoint found in --out {}; pass the --out directory of an earlier run, or drop --resume to start a fresh training there",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn load_training_split(args: &DataArgs) -> anyhow::Result<ImageSet> {
