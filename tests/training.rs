@@ -205,3 +205,27 @@ fn train_classifier_resume_without_checkpoint_names_the_directory() {
     assert!(stderr.contains("no checkpoint found"), "{stderr}");
     assert!(!out.join("classifier.safetensors").exists());
 }
+
+#[test]
+fn train_gan_rejects_odd_batch_size() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("gan");
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("batch_size 3 is odd"), "{stderr}");
+    assert!(stderr.contains("half real, half generated"), "{stderr}");
+    assert!(!out.exists());
+}

@@ -43,7 +43,7 @@ pub struct TrainGanArgs {
     /// Epoch number to stop at.
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
-    /// Images per step: half real and half generated for the discriminator.
+    /// Images per step, even: half real and half generated for the discriminator.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Adam learning rate of both networks.
@@ -138,10 +138,6 @@ pub struct EvaluateArgs {
 
 /// Runs `fedsynth train-gan`.
 pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    require_resume_checkpoint(args.resume, &args.out)?;
-    let device = global.backend().device()?;
-    let threads = crate::backend::configure_threads(global.threads);
-    let images = load_training_split(&args.data)?;
     let config = GanTrainConfig::new()
         .with_epochs(args.epochs)
         .with_batch_size(args.batch_size)
@@ -150,6 +146,13 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         .with_seed(args.seed)
         .with_generator(GeneratorConfig::new().with_latent_dim(args.latent_dim))
         .with_discriminator(DiscriminatorConfig::new());
+    config
+        .validate_settings()
+        .context("invalid train-gan flags")?;
+    require_resume_checkpoint(args.resume, &args.out)?;
+    let device = global.backend().device()?;
+    let threads = crate::backend::configure_threads(global.threads);
+    let images = load_training_split(&args.data)?;
     tracing::info!(backend = %global.backend(), threads, images = images.len(), out = %args.out.display(), "train-gan");
     let hooks = TrainHooks {
         checkpoint_dir: Some(args.out.clone()),
