@@ -229,3 +229,93 @@ fn train_gan_rejects_odd_batch_size() {
     assert!(stderr.contains("half real, half generated"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// Trains a one-epoch generator on 8 images into `dir` for the sample tests.
+fn tiny_generator(dir: &Path) {
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        path(dir),
+    ]);
+    assert_success(&output);
+}
+
+#[test]
+fn sample_rejects_count_beyond_the_bound_without_aborting() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let out = work.path().join("samples.bin");
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--count",
+        "1000000000",
+        "--out",
+        path(&out),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "killed by a signal or aborted");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--count 1000000000"), "{stderr}");
+    assert!(stderr.contains("500000"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn sample_grid_is_capped_at_the_first_images() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let out = work.path().join("many.bin");
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--count",
+        "1100",
+        "--columns",
+        "32",
+        "--out",
+        path(&out),
+    ]);
+    assert_success(&output);
+    assert_eq!(std::fs::read(&out).unwrap().len(), 1100 * 3073);
+    let grid = std::fs::read(work.path().join("many.png")).unwrap();
+    // The PNG header holds the height at bytes 20..24: 32 rows of 66 pixels
+    // plus the last gap for 1,024 images in 32 columns.
+    let height = u32::from_be_bytes([grid[20], grid[21], grid[22], grid[23]]);
+    assert_eq!(height, 32 * 66 + 2);
+}
+
+#[test]
+fn sample_rejects_grid_that_is_not_png() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let grid = work.path().join("x.jpg");
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--count",
+        "2",
+        "--out",
+        path(&work.path().join("s.bin")),
+        "--grid",
+        path(&grid),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("x.jpg"), "{stderr}");
+    assert!(stderr.contains("must end in .png"), "{stderr}");
+    assert!(!grid.exists());
+}

@@ -323,6 +323,13 @@ impl Manifest {
             "synthetic.samples_per_site",
             self.synthetic.samples_per_site,
         )?;
+        if self.synthetic.samples_per_site > crate::training::infer::MAX_SAMPLES {
+            return Err(invalid(
+                "synthetic.samples_per_site",
+                self.synthetic.samples_per_site,
+                "use at most 500000, the most images a site samples and holds in memory at once",
+            ));
+        }
         positive("synthetic.chunk_images", self.synthetic.chunk_images)?;
         // 1,024 images of 3,072 bytes plus labels is 3.2 MB, under 4 MiB.
         if self.synthetic.chunk_images > 1024 {
@@ -479,6 +486,17 @@ mod tests {
             assert!(err.contains(key), "{text:?} gave {err}");
             assert!(err.contains("at least 1"), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn rejects_more_samples_per_site_than_one_sampling_call_holds() {
+        let limit = crate::training::infer::MAX_SAMPLES;
+        let text = format!("[synthetic]\nsamples_per_site = {}\n", limit + 1);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("synthetic.samples_per_site"), "{err}");
+        assert!(err.contains(&format!("at most {limit}")), "{err}");
+        let text = format!("[synthetic]\nsamples_per_site = {limit}\n");
+        assert!(parse(&text).is_ok());
     }
 
     #[test]

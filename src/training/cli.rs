@@ -18,6 +18,10 @@ use crate::models::{ClassifierConfig, DiscriminatorConfig, GeneratorConfig};
 
 pub use super::bench::{BenchStepsArgs, bench_steps};
 
+/// Images drawn in the grid of `fedsynth sample`: the first ones only, so
+/// the picture stays a few megabytes whatever `--count` is.
+const GRID_MAX_IMAGES: usize = 1024;
+
 /// Source of the training images.
 #[derive(Debug, Args)]
 pub struct DataArgs {
@@ -98,7 +102,7 @@ pub struct SampleArgs {
     /// Generator checkpoint directory (from train-gan).
     #[arg(long, value_name = "DIR")]
     pub generator: PathBuf,
-    /// Number of images to sample.
+    /// Number of images to sample, at most 500,000.
     #[arg(long, default_value_t = 64)]
     pub count: usize,
     /// Seed of the latent vectors.
@@ -112,7 +116,8 @@ pub struct SampleArgs {
     /// labels go to FILE.labels.f32 (N x 10 little-endian f32, row-major).
     #[arg(long, value_name = "DIR")]
     pub classifier: Option<PathBuf>,
-    /// PNG grid of the samples; defaults to FILE with a .png extension.
+    /// PNG grid of the first 1,024 samples at most; defaults to FILE with a
+    /// .png extension. The name must end in .png.
     #[arg(long, value_name = "PNG")]
     pub grid: Option<PathBuf>,
     /// Images per row of the grid.
@@ -208,9 +213,17 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
+    if args.count > infer::MAX_SAMPLES {
+        bail!(
+            "--count {} is more than the {} images one `fedsynth sample` call holds in memory; sample in several calls with different --seed values",
+            args.count,
+            infer::MAX_SAMPLES
+        );
+    }
     if args.columns == 0 {
         bail!("--columns must be at least 1");
     }
+    let grid = grid_path(&args)?;
     let device = global.backend().device()?;
     crate::backend::configure_threads(global.threads);
     let (generator, config) = checkpoint::load_generator(&args.generator, &device)?;
@@ -239,11 +252,8 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let set = ImageSet { images, labels };
     set.write(&args.out)?;
 
-    let grid = args
-        .grid
-        .clone()
-        .unwrap_or_else(|| args.out.with_extension("png"));
-    crate::imaging::write_grid_png(&set.images, args.columns, &grid)
+    let shown = args.count.min(GRID_MAX_IMAGES) * IMAGE_BYTES;
+    crate::imaging::write_grid_png(&set.images[..shown], args.columns, &grid)
         .with_context(|| format!("failed to write the sample grid {}", grid.display()))?;
     tracing::info!(count = args.count, out = %args.out.display(), grid = %grid.display(), "samples written");
     Ok(())
@@ -272,6 +282,32 @@ pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     print!("{text}");
     tracing::info!(accuracy = evaluation.accuracy, count = evaluation.count, out = %out.display(), "evaluation written");
     Ok(())
+}
+
+/// Returns the grid's path: `--grid`, else `--out` with a .png extension.
+/// The grid is always PNG, so any other extension is rejected.
+fn grid_path(args: &SampleArgs) -> anyhow::Result<PathBuf> {
+    let grid = args
+        .grid
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("png"));
+    let is_png = grid
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("png"));
+    if !is_png {
+        bail!(
+            "--grid {}: the sample grid is written as PNG, so its name must end in .png, e.g. {}",
+            grid.display(),
+            grid.with_extension("png").display()
+        );
+    }
+    if grid == args.out {
+        bail!(
+            "--out {} would be overwritten by the sample grid; give the records another extension, such as .bin, or pass --grid",
+            args.out.display()
+        );
+    }
+    Ok(grid)
 }
 
 /// Path of the soft labels written beside a record file: `FILE.labels.f32`.
