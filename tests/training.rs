@@ -319,3 +319,56 @@ fn sample_rejects_grid_that_is_not_png() {
     assert!(stderr.contains("must end in .png"), "{stderr}");
     assert!(!grid.exists());
 }
+
+#[test]
+fn limit_above_the_training_split_names_both_counts() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("clf");
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "99999999",
+        "--epochs",
+        "1",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--limit 99999999"), "{stderr}");
+    assert!(stderr.contains("the 50000 in the training split"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn evaluate_limit_above_the_test_split_names_both_counts() {
+    let work = tempfile::tempdir().unwrap();
+    let clf = work.path().join("clf");
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        path(&clf),
+    ]);
+    assert_success(&output);
+    let output = fedsynth(&[
+        "evaluate",
+        "--data",
+        path(&data_dir()),
+        "--classifier",
+        path(&clf),
+        "--limit",
+        "10001",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--limit 10001"), "{stderr}");
+    assert!(stderr.contains("the 10000 in the test split"), "{stderr}");
+}

@@ -267,7 +267,7 @@ pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dir = location::resolve_data_dir(args.data.as_deref(), None)?;
     let (mut test, class_names) = Cifar10::load_test(&dir)?;
     if let Some(limit) = args.limit {
-        test = first_images(&test, limit, "--limit")?;
+        test = first_images(&test, limit, "--limit", "the test split")?;
     }
     let evaluation = infer::evaluate(&classifier, &test, &device);
     let text = evaluation.to_text(&class_names);
@@ -358,7 +358,7 @@ fn load_training_split(args: &DataArgs) -> anyhow::Result<ImageSet> {
     let dir = location::resolve_data_dir(args.data.as_deref(), None)?;
     let cifar = Cifar10::load(&dir)?;
     match args.limit {
-        Some(limit) => first_images(&cifar.train, limit, "--limit"),
+        Some(limit) => first_images(&cifar.train, limit, "--limit", "the training split"),
         None => Ok(cifar.train),
     }
 }
@@ -372,17 +372,30 @@ fn load_record_file(path: &Path, limit: Option<usize>) -> anyhow::Result<(Vec<u8
     } else {
         one_hot(&set.labels)
     };
-    let count = limit.unwrap_or(set.len()).min(set.len());
+    if let Some(limit) = limit {
+        check_limit(limit, set.len(), "--limit", &path.display().to_string())?;
+    }
+    let count = limit.unwrap_or(set.len());
     targets.truncate(count * CLASS_COUNT);
     let mut images = set.images;
     images.truncate(count * IMAGE_BYTES);
     Ok((images, targets))
 }
 
-fn first_images(set: &ImageSet, limit: usize, flag: &str) -> anyhow::Result<ImageSet> {
+fn first_images(set: &ImageSet, limit: usize, flag: &str, what: &str) -> anyhow::Result<ImageSet> {
+    check_limit(limit, set.len(), flag, what)?;
+    Ok(set.select(&(0..limit).collect::<Vec<_>>()))
+}
+
+/// Checks that `limit` selects between 1 and the `available` images of `what`.
+fn check_limit(limit: usize, available: usize, flag: &str, what: &str) -> anyhow::Result<()> {
     if limit == 0 {
         bail!("{flag} 0 selects no image; give at least 1");
     }
-    let count = limit.min(set.len());
-    Ok(set.select(&(0..count).collect::<Vec<_>>()))
+    if limit > available {
+        bail!(
+            "{flag} {limit} asks for more images than the {available} in {what}; give at most {available}, or drop {flag} to use them all"
+        );
+    }
+    Ok(())
 }

@@ -80,7 +80,7 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     let (test, class_names) = tokio::task::spawn_blocking(move || Cifar10::load_test(&data_dir))
         .await?
         .context("failed to load the CIFAR-10 test split for evaluating c'")?;
-    let test = crate::federation::plan::test_split(test, &config.manifest.data);
+    let test = crate::federation::plan::test_split(test, &config.manifest.data)?;
 
     let listener = bind(&config.address).await?;
     let address = listener.local_addr()?;
