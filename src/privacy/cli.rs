@@ -285,6 +285,27 @@ mod tests {
     }
 
     #[test]
+    fn audit_json_states_the_k_used_once_when_k_exceeds_the_training_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let synthetic = dir.path().join("synthetic.bin");
+        crate::training::test_data::test_images(4)
+            .write(&synthetic)
+            .unwrap();
+        let mut args = audit_args(&dir.path().join("out"), synthetic.clone());
+        args.holdout = Some(synthetic);
+        args.k = 1000;
+        let global = GlobalArgs {
+            backend: None,
+            threads: 1,
+        };
+        audit(args, &global).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out/audit.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["k"], 100);
+        assert_eq!(json["config"]["k"], 100);
+    }
+
+    #[test]
     fn feature_arg_rejects_unknown_space() {
         let err = "embedding".parse::<FeatureArg>().unwrap_err();
         assert!(err.contains("expected `pixels`"), "{err}");
