@@ -61,8 +61,6 @@ pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result
         address_file: args.address_file,
         manifest,
     };
-    std::fs::create_dir_all(&config.run_dir)
-        .with_context(|| format!("failed to create run folder {}", config.run_dir.display()))?;
     let outcome = runtime()?.block_on(coordinator::run(config))?;
     println!("{}", outcome.report_path.display());
     match outcome.reason {

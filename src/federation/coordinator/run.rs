@@ -52,9 +52,15 @@ pub struct RunOutcome {
 
 /// Binds the gRPC listener.
 pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| {
-        format!("failed to bind coordinator address {address}; pick a free port or use port 0")
-    })
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => Err(anyhow::anyhow!(
+            "coordinator address {address} is already in use; stop the process that holds it, pick a free port or use port 0"
+        )),
+        Err(err) => Err(err).with_context(|| {
+            format!("failed to bind coordinator address {address}; pick a free port or use port 0")
+        }),
+    }
 }
 
 /// Serves the federation service on `listener` until `shutdown` resolves.
@@ -76,13 +82,16 @@ pub async fn serve(
 /// Runs the whole coordinator and returns how the run ended.
 pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     let started_at = run_report::utc_now();
+    // Bind before creating anything, so a busy port leaves no empty run folder.
+    let listener = bind(&config.address).await?;
+    std::fs::create_dir_all(&config.run_dir)
+        .with_context(|| format!("failed to create run folder {}", config.run_dir.display()))?;
     let data_dir = config.data_dir.clone();
     let (test, class_names) = tokio::task::spawn_blocking(move || Cifar10::load_test(&data_dir))
         .await?
         .context("failed to load the CIFAR-10 test split for evaluating c'")?;
     let test = crate::federation::plan::test_split(test, &config.manifest.data)?;
 
-    let listener = bind(&config.address).await?;
     let address = listener.local_addr()?;
     info!(%address, "coordinator listening");
     if let Some(path) = &config.address_file {
