@@ -522,3 +522,29 @@ fn launch_backend_flag_overrides_manifest() {
         "a child started:\n{stderr}"
     );
 }
+
+#[test]
+fn launch_rejects_shards_too_small_for_one_batch() {
+    let temp = tempfile::tempdir().unwrap();
+    let out_dir = temp.path().join("runs");
+    let manifest = temp.path().join("tiny.toml");
+    let text = tiny_manifest(&out_dir, 2, 2, 1).replace("train_limit = 600", "train_limit = 3");
+    std::fs::write(&manifest, text).unwrap();
+    let child = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(data_dir())
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "launch succeeded:\n{stderr}");
+    assert!(stderr.contains("`data.train_limit` = 3"), "{stderr}");
+    assert!(stderr.contains("with 2 sites"), "{stderr}");
+    assert!(stderr.contains("fewer than the 32 of one batch"), "{stderr}");
+    assert!(!out_dir.exists(), "a run folder was created");
+}
