@@ -465,6 +465,31 @@ fn check_ctrl_c_forwarding(ignore_sigint: bool) {
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         assert!(!alive, "child {pid} outlived the launcher");
     }
+
+    let run_dir = only_run_folder(&temp.path().join("runs"));
+    let report = report::read_report(&run_dir)
+        .unwrap_or_else(|err| panic!("no report after Ctrl-C: {err}; log:\n{}", log.join("\n")));
+    assert!(
+        matches!(&report.status, RunStatus::Interrupted { reason } if reason.contains("train")),
+        "{:?}",
+        report.status
+    );
+    let temps = temp_files(&run_dir);
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+}
+
+/// Lists the files under `dir` whose names mark an unfinished atomic write.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(temp_files(&path));
+        } else if path.to_string_lossy().contains(".tmp.") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 #[test]

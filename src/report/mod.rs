@@ -80,6 +80,8 @@ pub struct RunReport {
 pub enum RunStatus {
     Completed,
     Failed { reason: String },
+    /// Stopped by Ctrl-C (SIGINT) before the run reached an outcome.
+    Interrupted { reason: String },
 }
 
 /// One site's part in the run, as seen by the coordinator.

@@ -46,6 +46,8 @@ pub struct CoordinatorConfig {
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub completed: bool,
+    /// Whether Ctrl-C (SIGINT) stopped the run; its report says so.
+    pub interrupted: bool,
     pub reason: Option<String>,
     pub report_path: PathBuf,
 }
@@ -113,8 +115,19 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
         timeout_s = config.manifest.coordinator.join_timeout_s,
         "waiting for sites to join"
     );
-    drive_until_aggregate(&state).await;
-    let (final_classifier, pooled_histogram) = aggregate_if_ready(&state, &config, &test).await;
+    let work = async {
+        drive_until_aggregate(&state).await;
+        aggregate_if_ready(&state, &config, &test).await
+    };
+    let (final_classifier, pooled_histogram) = tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => {
+            let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+            let reason = format!("Ctrl-C (SIGINT) during the {} phase", guard.phase_name());
+            guard.finish(Outcome::Interrupted(reason), Instant::now());
+            (None, Vec::new())
+        }
+    };
 
     let report = {
         let guard = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,22 +147,32 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     let report_path = config.run_dir.join("report.json");
     info!(path = %report_path.display(), "wrote run report");
 
+    if let RunStatus::Interrupted { reason } = report.status {
+        // The sites are being stopped too, so nobody waits for the outcome,
+        // and a graceful server shutdown would wait on their connections.
+        server.abort();
+        info!("coordinator stopped after an interruption");
+        return Ok(RunOutcome {
+            completed: false,
+            interrupted: true,
+            reason: Some(reason),
+            report_path,
+        });
+    }
     wait_until_informed(&state).await;
     let _ = stop.send(());
     server.await?.context("gRPC server stopped with an error")?;
     info!("coordinator stopped");
 
-    Ok(match report.status {
-        RunStatus::Completed => RunOutcome {
-            completed: true,
-            reason: None,
-            report_path,
-        },
-        RunStatus::Failed { reason } => RunOutcome {
-            completed: false,
-            reason: Some(reason),
-            report_path,
-        },
+    let reason = match report.status {
+        RunStatus::Completed => None,
+        RunStatus::Failed { reason } | RunStatus::Interrupted { reason } => Some(reason),
+    };
+    Ok(RunOutcome {
+        completed: reason.is_none(),
+        interrupted: false,
+        reason,
+        report_path,
     })
 }
 
