@@ -19,7 +19,9 @@ pub fn write_atomic_with<F>(path: &Path, fill: F) -> io::Result<()>
 where
     F: FnOnce(&mut fs::File) -> io::Result<()>,
 {
-    let _writing = WRITES.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _writing = WRITES
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let parent = parent_dir(path);
     fs::create_dir_all(&parent)?;
     let temp = temp_path(path);
@@ -43,7 +45,9 @@ static WRITES: RwLock<()> = RwLock::new(());
 /// exit without leaving a temporary file behind. Call it only right before
 /// the process exits: a later write on any thread never returns.
 pub fn freeze_writes() {
-    let guard = WRITES.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = WRITES
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     std::mem::forget(guard);
 }
 

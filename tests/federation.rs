@@ -424,6 +424,10 @@ fn coordinator_on_a_busy_port_names_it_and_leaves_no_run_folder() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&address), "{stderr}");
     assert!(stderr.contains("already in use"), "{stderr}");
-    assert!(!run_dir.exists(), "the failed start left {}", run_dir.display());
+    assert!(
+        !run_dir.exists(),
+        "the failed start left {}",
+        run_dir.display()
+    );
     drop(busy);
 }

@@ -570,6 +570,9 @@ fn launch_rejects_shards_too_small_for_one_batch() {
     assert!(!output.status.success(), "launch succeeded:\n{stderr}");
     assert!(stderr.contains("`data.train_limit` = 3"), "{stderr}");
     assert!(stderr.contains("with 2 sites"), "{stderr}");
-    assert!(stderr.contains("fewer than the 32 of one batch"), "{stderr}");
+    assert!(
+        stderr.contains("fewer than the 32 of one batch"),
+        "{stderr}"
+    );
     assert!(!out_dir.exists(), "a run folder was created");
 }

@@ -263,7 +263,11 @@ fn sample_rejects_count_beyond_the_bound_without_aborting() {
         "--out",
         path(&out),
     ]);
-    assert_eq!(output.status.code(), Some(1), "killed by a signal or aborted");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "killed by a signal or aborted"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--count 1000000000"), "{stderr}");
     assert!(stderr.contains("500000"), "{stderr}");
@@ -338,7 +342,10 @@ fn limit_above_the_training_split_names_both_counts() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--limit 99999999"), "{stderr}");
-    assert!(stderr.contains("the 50000 in the training split"), "{stderr}");
+    assert!(
+        stderr.contains("the 50000 in the training split"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }
 

@@ -115,7 +115,10 @@ pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             // Local training cannot be cancelled; it ends with the process.
             runtime.shutdown_background();
             stop_writes(&work_dir);
-            bail!("interrupted; {} holds the last finished checkpoints", work_dir.display())
+            bail!(
+                "interrupted; {} holds the last finished checkpoints",
+                work_dir.display()
+            )
         }
     }
 }
@@ -127,7 +130,9 @@ fn stop_writes(dir: &std::path::Path) {
     match crate::fsutil::remove_temp_files(dir) {
         Ok(0) => {}
         Ok(count) => tracing::info!(count, dir = %dir.display(), "removed temporary files"),
-        Err(err) => tracing::warn!(error = %err, dir = %dir.display(), "failed to remove temporary files"),
+        Err(err) => {
+            tracing::warn!(error = %err, dir = %dir.display(), "failed to remove temporary files")
+        }
     }
 }
 

@@ -218,9 +218,14 @@ mod tests {
             train_limit: Some(99_999_999),
             ..DataSection::default()
         };
-        let err = training_pool(&numbered(20), &data, 1).unwrap_err().to_string();
+        let err = training_pool(&numbered(20), &data, 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("data.train_limit = 99999999"), "{err}");
-        assert!(err.contains("the 20 of the CIFAR-10 training split"), "{err}");
+        assert!(
+            err.contains("the 20 of the CIFAR-10 training split"),
+            "{err}"
+        );
     }
 
     #[test]
