@@ -87,8 +87,8 @@ fn temp_owner(name: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Whether the writer `pid` can no longer finish its write: it is this
-/// process (whose writes are frozen) or a process that no longer runs.
+/// Returns whether the writer `pid` can no longer finish its write: it is
+/// this process (whose writes are frozen) or a process that no longer runs.
 fn writer_is_gone(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
@@ -128,25 +128,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remove_temp_files_removes_only_those_of_gone_writers() {
+    fn removes_temp_files_of_gone_writers() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("checkpoints/gan/resume");
         fs::create_dir_all(&nested).unwrap();
         let own = nested.join(format!(".state.json.tmp.{}.3", std::process::id()));
         // PIDs above the kernel's 2^22 limit never run.
         let dead = nested.join(".generator.bpk.tmp.4194999.0");
-        let kept = nested.join("state.json");
-        for path in [&own, &dead, &kept] {
+        let target = nested.join("state.json");
+        for path in [&own, &dead, &target] {
             fs::write(path, b"x").unwrap();
         }
         assert_eq!(remove_temp_files(dir.path()).unwrap(), 2);
         assert!(!own.exists());
         assert!(!dead.exists());
-        assert!(kept.exists());
+        assert!(target.exists());
     }
 
     #[test]
-    fn temp_owner_reads_the_pid_of_temp_names_only() {
+    fn temp_owner_parses_temp_names_only() {
         let name = temp_path(Path::new("a/b.json"));
         let name = name.file_name().unwrap().to_string_lossy();
         assert_eq!(temp_owner(&name), Some(std::process::id()));

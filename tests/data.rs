@@ -337,7 +337,7 @@ fn info_names_missing_directory_and_fix() {
 }
 
 #[test]
-fn info_says_a_file_is_not_the_data_directory() {
+fn info_rejects_file_as_data_directory() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("data_batch_1.bin");
     std::fs::write(&file, records(1, 0)).unwrap();

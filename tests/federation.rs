@@ -402,7 +402,7 @@ async fn too_few_sites_fail_join_phase() {
 }
 
 #[test]
-fn coordinator_on_a_busy_port_names_it_and_leaves_no_run_folder() {
+fn busy_port_leaves_no_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_manifest(dir.path(), 1, 1, "");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

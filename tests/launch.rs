@@ -549,7 +549,7 @@ fn launch_backend_flag_overrides_manifest() {
 }
 
 #[test]
-fn launch_rejects_shards_too_small_for_one_batch() {
+fn launch_rejects_too_small_shards() {
     let temp = tempfile::tempdir().unwrap();
     let out_dir = temp.path().join("runs");
     let manifest = temp.path().join("tiny.toml");

@@ -157,7 +157,7 @@ fn bench_steps_prints_images_per_second() {
 }
 
 #[test]
-fn train_gan_resume_without_checkpoint_names_the_directory() {
+fn gan_resume_without_checkpoint_fails() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("no-checkpoint-here");
     let output = fedsynth(&[
@@ -183,7 +183,7 @@ fn train_gan_resume_without_checkpoint_names_the_directory() {
 }
 
 #[test]
-fn train_classifier_resume_without_checkpoint_names_the_directory() {
+fn classifier_resume_without_checkpoint_fails() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("empty");
     std::fs::create_dir(&out).unwrap();
@@ -207,7 +207,7 @@ fn train_classifier_resume_without_checkpoint_names_the_directory() {
 }
 
 #[test]
-fn train_gan_rejects_odd_batch_size() {
+fn gan_rejects_odd_batch_size() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("gan");
     let output = fedsynth(&[
@@ -249,7 +249,7 @@ fn tiny_generator(dir: &Path) {
 }
 
 #[test]
-fn sample_rejects_count_beyond_the_bound_without_aborting() {
+fn sample_rejects_count_above_bound() {
     let work = tempfile::tempdir().unwrap();
     let gan = work.path().join("gan");
     tiny_generator(&gan);
@@ -275,7 +275,7 @@ fn sample_rejects_count_beyond_the_bound_without_aborting() {
 }
 
 #[test]
-fn sample_grid_is_capped_at_the_first_images() {
+fn sample_grid_caps_image_count() {
     let work = tempfile::tempdir().unwrap();
     let gan = work.path().join("gan");
     tiny_generator(&gan);
@@ -301,7 +301,7 @@ fn sample_grid_is_capped_at_the_first_images() {
 }
 
 #[test]
-fn sample_rejects_grid_that_is_not_png() {
+fn sample_rejects_non_png_grid() {
     let work = tempfile::tempdir().unwrap();
     let gan = work.path().join("gan");
     tiny_generator(&gan);
@@ -325,7 +325,7 @@ fn sample_rejects_grid_that_is_not_png() {
 }
 
 #[test]
-fn limit_above_the_training_split_names_both_counts() {
+fn rejects_limit_above_training_split() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("clf");
     let output = fedsynth(&[
@@ -350,7 +350,7 @@ fn limit_above_the_training_split_names_both_counts() {
 }
 
 #[test]
-fn evaluate_limit_above_the_test_split_names_both_counts() {
+fn evaluate_rejects_limit_above_test_split() {
     let work = tempfile::tempdir().unwrap();
     let clf = work.path().join("clf");
     let output = fedsynth(&[

@@ -41,7 +41,7 @@ pub struct SiteData {
 
 /// Returns the training images the run partitions: all of them, or the
 /// seeded random subset of `data.train_limit` images.
-/// A limit above the split's size is an error.
+/// Fails when the limit exceeds the split's size.
 pub fn training_pool(
     train: &ImageSet,
     data: &DataSection,
@@ -61,8 +61,8 @@ pub fn training_pool(
 }
 
 /// Returns the test images c' is evaluated on: the first `data.test_limit`
-/// of the test split, or all of it. A limit above the split's size is an
-/// error.
+/// of the test split, or all of it. Fails when the limit exceeds the
+/// split's size.
 pub fn test_split(test: ImageSet, data: &DataSection) -> Result<ImageSet, PlanError> {
     check_limit("test_limit", "test", data.test_limit, test.len())?;
     Ok(match data.test_limit {
@@ -213,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_train_limit_above_the_training_split() {
+    fn rejects_train_limit_above_split() {
         let data = DataSection {
             train_limit: Some(99_999_999),
             ..DataSection::default()
@@ -229,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_test_limit_above_the_test_split() {
+    fn rejects_test_limit_above_split() {
         let data = DataSection {
             test_limit: Some(6),
             ..DataSection::default()

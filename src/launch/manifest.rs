@@ -531,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_more_samples_per_site_than_one_sampling_call_holds() {
+    fn rejects_samples_per_site_above_bound() {
         let limit = crate::training::infer::MAX_SAMPLES;
         let text = format!("[synthetic]\nsamples_per_site = {}\n", limit + 1);
         let err = parse(&text).unwrap_err().to_string();
@@ -552,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_more_sites_than_the_full_split_fills() {
+    fn rejects_too_many_sites_for_split() {
         let err = parse("[sites]\ncount = 1000\n[coordinator]\nmin_sites = 1\n")
             .unwrap_err()
             .to_string();

@@ -316,7 +316,7 @@ pub fn run_audit(
 }
 
 /// Returns `config` with `k` cut to the `train_count` training images, so
-/// the report holds the one k that was used; a cut is logged at warn.
+/// the report contains the one k that was used; a cut is logged at warn.
 fn effective_config(config: &AuditConfig, train_count: usize) -> AuditConfig {
     let mut config = config.clone();
     if config.k > train_count {
@@ -623,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn report_json_holds_one_k_when_k_is_capped() {
+    fn capped_k_is_one_value_in_json() {
         let report = audit(&images(&[5]).images, &images(&[0, 50, 100]), &images(&[60]));
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["k"], 3);

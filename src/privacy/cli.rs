@@ -274,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn limit_train_above_the_training_images_names_both_counts() {
+    fn rejects_limit_train_above_train_count() {
         let dir = tempfile::tempdir().unwrap();
         let mut args = audit_args(dir.path(), dir.path().join("unused.bin"));
         args.holdout_fraction = Some(0.5);
@@ -285,7 +285,7 @@ mod tests {
     }
 
     #[test]
-    fn audit_json_states_the_k_used_once_when_k_exceeds_the_training_images() {
+    fn audit_json_has_one_capped_k() {
         let dir = tempfile::tempdir().unwrap();
         let synthetic = dir.path().join("synthetic.bin");
         crate::training::test_data::test_images(4)

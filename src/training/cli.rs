@@ -40,7 +40,7 @@ pub struct TrainGanArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/gan")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out, which must hold one; --epochs
+    /// Continue from the checkpoint in --out, which must contain one; --epochs
     /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
@@ -76,7 +76,7 @@ pub struct TrainClassifierArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/classifier")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out, which must hold one; --epochs
+    /// Continue from the checkpoint in --out, which must contain one; --epochs
     /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
@@ -215,7 +215,7 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     if args.count > infer::MAX_SAMPLES {
         bail!(
-            "--count {} is more than the {} images one `fedsynth sample` call holds in memory; sample in several calls with different --seed values",
+            "invalid --count {}: one `fedsynth sample` call samples at most {} images, which it keeps in memory; sample in several calls with different --seed values",
             args.count,
             infer::MAX_SAMPLES
         );
@@ -252,8 +252,8 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let set = ImageSet { images, labels };
     set.write(&args.out)?;
 
-    let shown = args.count.min(GRID_MAX_IMAGES) * IMAGE_BYTES;
-    crate::imaging::write_grid_png(&set.images[..shown], args.columns, &grid)
+    let grid_bytes = args.count.min(GRID_MAX_IMAGES) * IMAGE_BYTES;
+    crate::imaging::write_grid_png(&set.images[..grid_bytes], args.columns, &grid)
         .with_context(|| format!("failed to write the sample grid {}", grid.display()))?;
     tracing::info!(count = args.count, out = %args.out.display(), grid = %grid.display(), "samples written");
     Ok(())
@@ -342,7 +342,7 @@ pub fn read_soft_labels(path: &Path, count: usize) -> anyhow::Result<Vec<f32>> {
         .collect())
 }
 
-/// Fails when `--resume` is given but `dir` holds no finished checkpoint,
+/// Fails when `--resume` is given but `dir` contains no finished checkpoint,
 /// so a mistyped `--out` does not start a fresh training silently.
 fn require_resume_checkpoint(resume: bool, dir: &Path) -> anyhow::Result<()> {
     if resume && checkpoint::load_state(dir)?.is_none() {
@@ -382,19 +382,24 @@ fn load_record_file(path: &Path, limit: Option<usize>) -> anyhow::Result<(Vec<u8
     Ok((images, targets))
 }
 
-fn first_images(set: &ImageSet, limit: usize, flag: &str, what: &str) -> anyhow::Result<ImageSet> {
-    check_limit(limit, set.len(), flag, what)?;
+fn first_images(
+    set: &ImageSet,
+    limit: usize,
+    flag: &str,
+    source: &str,
+) -> anyhow::Result<ImageSet> {
+    check_limit(limit, set.len(), flag, source)?;
     Ok(set.select(&(0..limit).collect::<Vec<_>>()))
 }
 
-/// Checks that `limit` selects between 1 and the `available` images of `what`.
-fn check_limit(limit: usize, available: usize, flag: &str, what: &str) -> anyhow::Result<()> {
+/// Checks that `limit` selects between 1 and the `available` images of `source`.
+fn check_limit(limit: usize, available: usize, flag: &str, source: &str) -> anyhow::Result<()> {
     if limit == 0 {
         bail!("{flag} 0 selects no image; give at least 1");
     }
     if limit > available {
         bail!(
-            "{flag} {limit} asks for more images than the {available} in {what}; give at most {available}, or drop {flag} to use them all"
+            "{flag} {limit} asks for more images than the {available} in {source}; give at most {available}, or drop {flag} to use them all"
         );
     }
     Ok(())

@@ -46,7 +46,7 @@ pub struct CoordinatorConfig {
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub completed: bool,
-    /// Whether Ctrl-C (SIGINT) stopped the run; its report says so.
+    /// Whether Ctrl-C (SIGINT) stopped the run, as its report records.
     pub interrupted: bool,
     pub reason: Option<String>,
     pub report_path: PathBuf,
@@ -148,7 +148,7 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     info!(path = %report_path.display(), "wrote run report");
 
     if let RunStatus::Interrupted { reason } = report.status {
-        // The sites are being stopped too, so nobody waits for the outcome,
+        // The sites are being stopped too, so no site waits for the outcome,
         // and a graceful server shutdown would wait on their connections.
         server.abort();
         info!("coordinator stopped after an interruption");

@@ -33,7 +33,7 @@ pub enum RunPhase {
 pub enum Outcome {
     Completed,
     Failed(String),
-    /// Stopped by Ctrl-C; the text says in which phase.
+    /// Stopped by Ctrl-C; the text names the phase it stopped in.
     Interrupted(String),
 }
 
