@@ -335,3 +335,17 @@ fn info_names_missing_directory_and_fix() {
     assert!(stderr.contains("nowhere"), "{stderr}");
     assert!(stderr.contains("fedsynth data download"), "{stderr}");
 }
+
+#[test]
+fn info_rejects_file_as_data_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("data_batch_1.bin");
+    std::fs::write(&file, records(1, 0)).unwrap();
+    let output = fedsynth(&["data", "info", "--data", file.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+    assert!(stderr.contains("cifar-10-batches-bin"), "{stderr}");
+    assert!(!stderr.contains("not found"), "{stderr}");
+}

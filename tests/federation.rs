@@ -400,3 +400,34 @@ async fn too_few_sites_fail_join_phase() {
     let reason = report["status"]["reason"].as_str().unwrap();
     assert!(reason.contains(message), "{reason}");
 }
+
+#[test]
+fn busy_port_leaves_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), 1, 1, "");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = busy.local_addr().unwrap().to_string();
+    let run_dir = dir.path().join("run");
+    let data = data_dir();
+    let output = Command::new(env!("CARGO_BIN_EXE_fedsynth"))
+        .args(["coordinator", "--manifest"])
+        .arg(&manifest)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .args(["--address", &address, "--data"])
+        .arg(&data)
+        .env("FEDSYNTH_THREADS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&address), "{stderr}");
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert!(
+        !run_dir.exists(),
+        "the failed start left {}",
+        run_dir.display()
+    );
+    drop(busy);
+}

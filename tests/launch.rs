@@ -465,6 +465,31 @@ fn check_ctrl_c_forwarding(ignore_sigint: bool) {
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         assert!(!alive, "child {pid} outlived the launcher");
     }
+
+    let run_dir = only_run_folder(&temp.path().join("runs"));
+    let report = report::read_report(&run_dir)
+        .unwrap_or_else(|err| panic!("no report after Ctrl-C: {err}; log:\n{}", log.join("\n")));
+    assert!(
+        matches!(&report.status, RunStatus::Interrupted { reason } if reason.contains("train")),
+        "{:?}",
+        report.status
+    );
+    let temps = temp_files(&run_dir);
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+}
+
+/// Lists the files under `dir` whose names mark an unfinished atomic write.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(temp_files(&path));
+        } else if path.to_string_lossy().contains(".tmp.") {
+            found.push(path);
+        }
+    }
+    found
 }
 
 #[test]
@@ -521,4 +546,33 @@ fn launch_backend_flag_overrides_manifest() {
         !stderr.contains("[coordinator]"),
         "a child started:\n{stderr}"
     );
+}
+
+#[test]
+fn launch_rejects_too_small_shards() {
+    let temp = tempfile::tempdir().unwrap();
+    let out_dir = temp.path().join("runs");
+    let manifest = temp.path().join("tiny.toml");
+    let text = tiny_manifest(&out_dir, 2, 2, 1).replace("train_limit = 600", "train_limit = 3");
+    std::fs::write(&manifest, text).unwrap();
+    let child = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(data_dir())
+        .env("CI", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "launch succeeded:\n{stderr}");
+    assert!(stderr.contains("`data.train_limit` = 3"), "{stderr}");
+    assert!(stderr.contains("with 2 sites"), "{stderr}");
+    assert!(
+        stderr.contains("fewer than the 32 of one batch"),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists(), "a run folder was created");
 }

@@ -155,3 +155,227 @@ fn bench_steps_prints_images_per_second() {
     assert!(stdout.contains("classifier step (batch 4)"), "{stdout}");
     assert!(stdout.contains("images/s"), "{stdout}");
 }
+
+#[test]
+fn gan_resume_without_checkpoint_fails() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("no-checkpoint-here");
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--resume",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(path(&out)), "{stderr}");
+    assert!(stderr.contains("no checkpoint found"), "{stderr}");
+    assert!(stderr.contains("drop --resume"), "{stderr}");
+    assert!(!out.join("generator.safetensors").exists());
+}
+
+#[test]
+fn classifier_resume_without_checkpoint_fails() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("empty");
+    std::fs::create_dir(&out).unwrap();
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--resume",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(path(&out)), "{stderr}");
+    assert!(stderr.contains("no checkpoint found"), "{stderr}");
+    assert!(!out.join("classifier.safetensors").exists());
+}
+
+#[test]
+fn gan_rejects_odd_batch_size() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("gan");
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("batch_size 3 is odd"), "{stderr}");
+    assert!(stderr.contains("half real, half generated"), "{stderr}");
+    assert!(!out.exists());
+}
+
+/// Trains a one-epoch generator on 8 images into `dir` for the sample tests.
+fn tiny_generator(dir: &Path) {
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        path(dir),
+    ]);
+    assert_success(&output);
+}
+
+#[test]
+fn sample_rejects_count_above_bound() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let out = work.path().join("samples.bin");
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--count",
+        "1000000000",
+        "--out",
+        path(&out),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "killed by a signal or aborted"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--count 1000000000"), "{stderr}");
+    assert!(stderr.contains("500000"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn sample_grid_caps_image_count() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let out = work.path().join("many.bin");
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--count",
+        "1100",
+        "--columns",
+        "32",
+        "--out",
+        path(&out),
+    ]);
+    assert_success(&output);
+    assert_eq!(std::fs::read(&out).unwrap().len(), 1100 * 3073);
+    let grid = std::fs::read(work.path().join("many.png")).unwrap();
+    // The PNG header holds the height at bytes 20..24: 32 rows of 66 pixels
+    // plus the last gap for 1,024 images in 32 columns.
+    let height = u32::from_be_bytes([grid[20], grid[21], grid[22], grid[23]]);
+    assert_eq!(height, 32 * 66 + 2);
+}
+
+#[test]
+fn sample_rejects_non_png_grid() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let grid = work.path().join("x.jpg");
+    let output = fedsynth(&[
+        "sample",
+        "--generator",
+        path(&gan),
+        "--count",
+        "2",
+        "--out",
+        path(&work.path().join("s.bin")),
+        "--grid",
+        path(&grid),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("x.jpg"), "{stderr}");
+    assert!(stderr.contains("must end in .png"), "{stderr}");
+    assert!(!grid.exists());
+}
+
+#[test]
+fn rejects_limit_above_training_split() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("clf");
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "99999999",
+        "--epochs",
+        "1",
+        "--out",
+        path(&out),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--limit 99999999"), "{stderr}");
+    assert!(
+        stderr.contains("the 50000 in the training split"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn evaluate_rejects_limit_above_test_split() {
+    let work = tempfile::tempdir().unwrap();
+    let clf = work.path().join("clf");
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--out",
+        path(&clf),
+    ]);
+    assert_success(&output);
+    let output = fedsynth(&[
+        "evaluate",
+        "--data",
+        path(&data_dir()),
+        "--classifier",
+        path(&clf),
+        "--limit",
+        "10001",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--limit 10001"), "{stderr}");
+    assert!(stderr.contains("the 10000 in the test split"), "{stderr}");
+}

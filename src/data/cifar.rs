@@ -40,6 +40,10 @@ pub enum DataError {
     )]
     MissingDir(PathBuf),
     #[error(
+        "{0} is a file, not a directory; pass the CIFAR-10 directory (cifar-10-batches-bin) that holds data_batch_1.bin to data_batch_5.bin, test_batch.bin and batches.meta.txt"
+    )]
+    NotADirectory(PathBuf),
+    #[error(
         "CIFAR-10 file {0} not found; the directory must hold the official cifar-10-batches-bin files (run `fedsynth data download` for a fresh copy)"
     )]
     MissingFile(PathBuf),
@@ -190,9 +194,7 @@ pub struct Cifar10 {
 impl Cifar10 {
     /// Reads the official binary layout from `dir`.
     pub fn load(dir: &Path) -> Result<Cifar10, DataError> {
-        if !dir.is_dir() {
-            return Err(DataError::MissingDir(dir.to_path_buf()));
-        }
+        existing_dir(dir)?;
         let class_names = read_class_names(dir)?;
         let mut train = ImageSet::default();
         for name in TRAIN_FILES {
@@ -208,13 +210,22 @@ impl Cifar10 {
 
     /// Reads only the test split and the class names from `dir`.
     pub fn load_test(dir: &Path) -> Result<(ImageSet, Vec<String>), DataError> {
-        if !dir.is_dir() {
-            return Err(DataError::MissingDir(dir.to_path_buf()));
-        }
+        existing_dir(dir)?;
         let class_names = read_class_names(dir)?;
         let test = ImageSet::read(&existing_file(dir, TEST_FILE)?)?;
         Ok((test, class_names))
     }
+}
+
+/// Checks that `dir` is a directory, telling a file apart from nothing.
+fn existing_dir(dir: &Path) -> Result<(), DataError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir.exists() {
+        return Err(DataError::NotADirectory(dir.to_path_buf()));
+    }
+    Err(DataError::MissingDir(dir.to_path_buf()))
 }
 
 /// Reads `batches.meta.txt`, which must list exactly ten non-empty names.

@@ -61,9 +61,19 @@ pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result
         address_file: args.address_file,
         manifest,
     };
-    std::fs::create_dir_all(&config.run_dir)
-        .with_context(|| format!("failed to create run folder {}", config.run_dir.display()))?;
-    let outcome = runtime()?.block_on(coordinator::run(config))?;
+    let run_dir = config.run_dir.clone();
+    let runtime = runtime()?;
+    let outcome = runtime.block_on(coordinator::run(config))?;
+    if outcome.interrupted {
+        // c' may still train on a blocking thread; it ends with the process.
+        runtime.shutdown_background();
+        stop_writes(&run_dir);
+        println!("{}", outcome.report_path.display());
+        bail!(
+            "interrupted; the report {} records the run as interrupted",
+            outcome.report_path.display()
+        );
+    }
     println!("{}", outcome.report_path.display());
     match outcome.reason {
         None => Ok(()),
@@ -75,16 +85,55 @@ pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result
 pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let threads = crate::backend::configure_threads(global.threads);
     tracing::debug!(threads, "compute threads");
+    let work_dir = args
+        .work_dir
+        .unwrap_or_else(|| PathBuf::from(format!("site-{}", args.shard_index)));
+    // Temporary files of an earlier site process that was killed mid-write.
+    let stale = crate::fsutil::remove_temp_files(&work_dir)
+        .with_context(|| format!("failed to clean {}", work_dir.display()))?;
+    if stale > 0 {
+        tracing::info!(count = stale, dir = %work_dir.display(), "removed temporary files of an interrupted run");
+    }
     let config = site::SiteConfig {
         coordinator: args.coordinator,
         shard_index: args.shard_index,
         data_flag: args.data,
         backend: global.backend,
-        work_dir: args
-            .work_dir
-            .unwrap_or_else(|| PathBuf::from(format!("site-{}", args.shard_index))),
+        work_dir: work_dir.clone(),
     };
-    runtime()?.block_on(site::run(config))
+    let runtime = runtime()?;
+    let finished = runtime.block_on(async {
+        tokio::select! {
+            result = site::run(config) => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match finished {
+        Some(result) => result,
+        None => {
+            tracing::warn!("interrupted by Ctrl-C (SIGINT); stopping");
+            // Local training cannot be cancelled; it ends with the process.
+            runtime.shutdown_background();
+            stop_writes(&work_dir);
+            bail!(
+                "interrupted; {} holds the last finished checkpoints",
+                work_dir.display()
+            )
+        }
+    }
+}
+
+/// Lets the atomic writes in flight finish, blocks new ones, and removes
+/// temporary files left under `dir`, so the process can exit cleanly.
+fn stop_writes(dir: &std::path::Path) {
+    crate::fsutil::freeze_writes();
+    match crate::fsutil::remove_temp_files(dir) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, dir = %dir.display(), "removed temporary files"),
+        Err(err) => {
+            tracing::warn!(error = %err, dir = %dir.display(), "failed to remove temporary files")
+        }
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -19,6 +19,15 @@ use crate::training::{ClassifierTrainConfig, GanTrainConfig};
 pub enum PlanError {
     #[error("shard index {index} is out of range; the manifest has {count} sites (0 to {last})", last = count - 1)]
     ShardIndex { index: usize, count: usize },
+    #[error(
+        "data.{key} = {limit} asks for more images than the {available} of the CIFAR-10 {split} split; give at most {available}, or remove the key to use them all"
+    )]
+    LimitAboveAvailable {
+        key: &'static str,
+        split: &'static str,
+        limit: usize,
+        available: usize,
+    },
     #[error("failed to partition the training split: {0}")]
     Partition(#[from] crate::data::partition::PartitionError),
 }
@@ -32,8 +41,14 @@ pub struct SiteData {
 
 /// Returns the training images the run partitions: all of them, or the
 /// seeded random subset of `data.train_limit` images.
-pub fn training_pool(train: &ImageSet, data: &DataSection, seed: u64) -> ImageSet {
-    match data.train_limit {
+/// Fails when the limit exceeds the split's size.
+pub fn training_pool(
+    train: &ImageSet,
+    data: &DataSection,
+    seed: u64,
+) -> Result<ImageSet, PlanError> {
+    check_limit("train_limit", "training", data.train_limit, train.len())?;
+    Ok(match data.train_limit {
         Some(limit) if limit < train.len() => {
             let mut indices: Vec<usize> = (0..train.len()).collect();
             indices.shuffle(&mut StdRng::seed_from_u64(seed));
@@ -42,18 +57,37 @@ pub fn training_pool(train: &ImageSet, data: &DataSection, seed: u64) -> ImageSe
             train.select(&indices)
         }
         _ => train.clone(),
-    }
+    })
 }
 
 /// Returns the test images c' is evaluated on: the first `data.test_limit`
-/// of the test split, or all of it.
-pub fn test_split(test: ImageSet, data: &DataSection) -> ImageSet {
-    match data.test_limit {
+/// of the test split, or all of it. Fails when the limit exceeds the
+/// split's size.
+pub fn test_split(test: ImageSet, data: &DataSection) -> Result<ImageSet, PlanError> {
+    check_limit("test_limit", "test", data.test_limit, test.len())?;
+    Ok(match data.test_limit {
         Some(limit) if limit < test.len() => {
             let indices: Vec<usize> = (0..limit).collect();
             test.select(&indices)
         }
         _ => test,
+    })
+}
+
+fn check_limit(
+    key: &'static str,
+    split: &'static str,
+    limit: Option<usize>,
+    available: usize,
+) -> Result<(), PlanError> {
+    match limit {
+        Some(limit) if limit > available => Err(PlanError::LimitAboveAvailable {
+            key,
+            split,
+            limit,
+            available,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -111,7 +145,7 @@ pub fn site_data(
             count,
         });
     }
-    let pool = training_pool(train, &manifest.data, manifest.run.seed);
+    let pool = training_pool(train, &manifest.data, manifest.run.seed)?;
     let (train_indices, holdout_indices) = partition_shard(&pool, manifest, shard_index)?;
     Ok(SiteData {
         train: pool.select(&train_indices),
@@ -153,9 +187,9 @@ mod tests {
             train_limit: Some(10),
             ..DataSection::default()
         };
-        let first = training_pool(&train, &data, 7);
-        let again = training_pool(&train, &data, 7);
-        let other = training_pool(&train, &data, 8);
+        let first = training_pool(&train, &data, 7).unwrap();
+        let again = training_pool(&train, &data, 7).unwrap();
+        let other = training_pool(&train, &data, 8).unwrap();
         assert_eq!(first.len(), 10);
         assert_eq!(first, again);
         assert_ne!(first, other);
@@ -164,7 +198,7 @@ mod tests {
     #[test]
     fn no_train_limit_keeps_every_image() {
         let train = numbered(20);
-        let pool = training_pool(&train, &DataSection::default(), 1);
+        let pool = training_pool(&train, &DataSection::default(), 1).unwrap();
         assert_eq!(pool, train);
     }
 
@@ -174,8 +208,35 @@ mod tests {
             test_limit: Some(5),
             ..DataSection::default()
         };
-        assert_eq!(test_split(numbered(20), &data).len(), 5);
-        assert_eq!(test_split(numbered(3), &data).len(), 3);
+        assert_eq!(test_split(numbered(20), &data).unwrap().len(), 5);
+        assert_eq!(test_split(numbered(5), &data).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn rejects_train_limit_above_split() {
+        let data = DataSection {
+            train_limit: Some(99_999_999),
+            ..DataSection::default()
+        };
+        let err = training_pool(&numbered(20), &data, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data.train_limit = 99999999"), "{err}");
+        assert!(
+            err.contains("the 20 of the CIFAR-10 training split"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_test_limit_above_split() {
+        let data = DataSection {
+            test_limit: Some(6),
+            ..DataSection::default()
+        };
+        let err = test_split(numbered(5), &data).unwrap_err().to_string();
+        assert!(err.contains("data.test_limit = 6"), "{err}");
+        assert!(err.contains("the 5 of the CIFAR-10 test split"), "{err}");
     }
 
     #[test]

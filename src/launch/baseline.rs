@@ -37,7 +37,7 @@ pub fn add_to_run(plan: &LaunchPlan) -> anyhow::Result<()> {
         .context("no CIFAR-10 directory for the centralised baseline; pass --data DIR")?;
     let cifar = Cifar10::load(data_dir)?;
     let union = union_of_shards(&cifar.train, manifest)?;
-    let test = test_split(cifar.test, &manifest.data);
+    let test = test_split(cifar.test, &manifest.data)?;
     tracing::info!(
         train = union.len(),
         test = test.len(),

@@ -19,6 +19,16 @@ pub enum ManifestError {
     },
     #[error("invalid manifest {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error(
+        "invalid manifest value `{key}` = {value}: with {sites} sites the per-site training count is about {per_site}, fewer than the {minimum} of one batch (the larger of gan.batch_size / 2 real images and classifier.batch_size); raise data.train_limit, lower sites.count or lower the batch sizes"
+    )]
+    ShardTooSmall {
+        key: &'static str,
+        value: usize,
+        sites: usize,
+        per_site: usize,
+        minimum: usize,
+    },
     #[error("invalid manifest value `{key}` = {value}: {fix}")]
     Invalid {
         key: &'static str,
@@ -323,6 +333,13 @@ impl Manifest {
             "synthetic.samples_per_site",
             self.synthetic.samples_per_site,
         )?;
+        if self.synthetic.samples_per_site > crate::training::infer::MAX_SAMPLES {
+            return Err(invalid(
+                "synthetic.samples_per_site",
+                self.synthetic.samples_per_site,
+                "use at most 500000, the most images a site samples and holds in memory at once",
+            ));
+        }
         positive("synthetic.chunk_images", self.synthetic.chunk_images)?;
         // 1,024 images of 3,072 bytes plus labels is 3.2 MB, under 4 MiB.
         if self.synthetic.chunk_images > 1024 {
@@ -365,6 +382,7 @@ impl Manifest {
                 ));
             }
         }
+        self.check_shard_size()?;
         if !self.run.backend.is_compiled() {
             return Err(invalid(
                 "run.backend",
@@ -375,6 +393,37 @@ impl Manifest {
         Ok(())
     }
 }
+
+impl Manifest {
+    /// Rejects shards too small to fill one batch of real images. The
+    /// count is the mean over sites, after the holdout is set aside, so a
+    /// skewed partition can still give one site fewer.
+    fn check_shard_size(&self) -> Result<(), ManifestError> {
+        let (key, value) = match self.data.train_limit {
+            Some(limit) => ("data.train_limit", limit),
+            None => ("sites.count", self.sites.count),
+        };
+        let pool = self.data.train_limit.unwrap_or(CIFAR_TRAIN_IMAGES);
+        let per_site = pool / self.sites.count;
+        let held_out = (per_site as f64 * self.data.holdout_fraction).round() as usize;
+        let per_site = per_site.saturating_sub(held_out);
+        let minimum = (self.gan.batch_size / 2).max(self.classifier.batch_size);
+        if per_site < minimum {
+            return Err(ManifestError::ShardTooSmall {
+                key,
+                value,
+                sites: self.sites.count,
+                per_site,
+                minimum,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Images in the CIFAR-10 training split, which a run without
+/// `data.train_limit` partitions.
+const CIFAR_TRAIN_IMAGES: usize = 50_000;
 
 fn invalid(key: &'static str, value: impl std::fmt::Display, fix: &'static str) -> ManifestError {
     ManifestError::Invalid {
@@ -479,6 +528,42 @@ mod tests {
             assert!(err.contains(key), "{text:?} gave {err}");
             assert!(err.contains("at least 1"), "{text:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn rejects_samples_per_site_above_bound() {
+        let limit = crate::training::infer::MAX_SAMPLES;
+        let text = format!("[synthetic]\nsamples_per_site = {}\n", limit + 1);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("synthetic.samples_per_site"), "{err}");
+        assert!(err.contains(&format!("at most {limit}")), "{err}");
+        let text = format!("[synthetic]\nsamples_per_site = {limit}\n");
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn rejects_shards_too_small_for_one_batch() {
+        let text = "[data]\ntrain_limit = 3\n[sites]\ncount = 2\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("`data.train_limit` = 3"), "{err}");
+        assert!(err.contains("with 2 sites"), "{err}");
+        assert!(err.contains("per-site training count is about 1,"), "{err}");
+        assert!(err.contains("the 64 of one batch"), "{err}");
+    }
+
+    #[test]
+    fn rejects_too_many_sites_for_split() {
+        let err = parse("[sites]\ncount = 1000\n[coordinator]\nmin_sites = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`sites.count` = 1000"), "{err}");
+        assert!(err.contains("count is about 47,"), "{err}");
+    }
+
+    #[test]
+    fn accepts_shards_of_exactly_one_batch() {
+        // 68 images per site, 3 held out (5%), leaves 65 >= 64.
+        assert!(parse("[data]\ntrain_limit = 136\n").is_ok());
     }
 
     #[test]

@@ -157,7 +157,8 @@ pub struct AuditReport {
     pub synthetic_count: usize,
     pub train_count: usize,
     pub holdout_count: usize,
-    /// Neighbours used: `config.k`, or the training count when smaller.
+    /// Neighbours used, equal to `config.k`: the requested k, or the
+    /// training count when that is smaller.
     pub k: usize,
     pub dcr: DcrStats,
     pub nn_ratio: RatioStats,
@@ -227,6 +228,7 @@ pub fn run_audit(
     if train.is_empty() {
         return Err(AuditError::EmptyTrain);
     }
+    let config = &effective_config(config, train.len());
     let started = Instant::now();
     let synthetic_count = synthetic.len() / IMAGE_BYTES;
     tracing::info!(
@@ -247,7 +249,7 @@ pub fn run_audit(
     // Nearest training records of every synthetic and held-out image.
     let synthetic_neighbours = features.train.search(&features.synthetic, config.k);
     let holdout_neighbours = features.train.search(&features.holdout, config.k);
-    let k = synthetic_neighbours.k.max(holdout_neighbours.k);
+    let k = config.k;
     let synthetic_dcr = widen(&synthetic_neighbours.nearest_distances());
     let holdout_dcr = widen(&holdout_neighbours.nearest_distances());
     let synthetic_ratio = stats::nn_ratios(&synthetic_neighbours.distances, k);
@@ -311,6 +313,22 @@ pub fn run_audit(
         "audit finished"
     );
     Ok(report)
+}
+
+/// Returns `config` with `k` cut to the `train_count` training images, so
+/// the report contains the one k that was used; a cut is logged at warn.
+fn effective_config(config: &AuditConfig, train_count: usize) -> AuditConfig {
+    let mut config = config.clone();
+    if config.k > train_count {
+        tracing::warn!(
+            requested = config.k,
+            used = train_count,
+            "audit k {} is more than the {train_count} training images; using k = {train_count}",
+            config.k
+        );
+        config.k = train_count;
+    }
+    config
 }
 
 impl AuditReport {
@@ -602,6 +620,15 @@ mod tests {
         let report = audit(&images(&[5]).images, &images(&[0, 50, 100]), &images(&[60]));
         assert_eq!(report.k, 3);
         assert_eq!(report.synthetic[0].nearest_train, 0);
+    }
+
+    #[test]
+    fn capped_k_is_one_value_in_json() {
+        let report = audit(&images(&[5]).images, &images(&[0, 50, 100]), &images(&[60]));
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["k"], 3);
+        assert_eq!(json["config"]["k"], 3);
+        assert_eq!(report.summary().k, 3);
     }
 
     #[test]

@@ -121,9 +121,14 @@ fn load_reference_sets(args: &AuditArgs) -> anyhow::Result<(ImageSet, ImageSet)>
         if limit == 0 {
             bail!("--limit-train 0 leaves no training image; pass at least 1");
         }
-        if limit < train.len() {
-            train = train.select(&(0..limit).collect::<Vec<_>>());
+        if limit > train.len() {
+            bail!(
+                "--limit-train {limit} asks for more images than the {} training images left after any holdout; give at most {}, or drop --limit-train to use them all",
+                train.len(),
+                train.len()
+            );
         }
+        train = train.select(&(0..limit).collect::<Vec<_>>());
     }
     Ok((train, holdout))
 }
@@ -252,6 +257,52 @@ mod tests {
         let err = bench_knn(args, &global).unwrap_err().to_string();
         assert!(err.contains("--k"), "{err}");
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    fn audit_args(out: &std::path::Path, synthetic: PathBuf) -> AuditArgs {
+        AuditArgs {
+            synthetic,
+            train: crate::training::test_data::data_dir(),
+            out: out.to_path_buf(),
+            holdout_fraction: None,
+            holdout: None,
+            features: FeatureArg(FeatureSpace::Pixels),
+            k: 5,
+            threshold: audit::DEFAULT_NN_RATIO_THRESHOLD,
+            limit_train: Some(100),
+        }
+    }
+
+    #[test]
+    fn rejects_limit_train_above_train_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = audit_args(dir.path(), dir.path().join("unused.bin"));
+        args.holdout_fraction = Some(0.5);
+        args.limit_train = Some(99_999_999);
+        let err = format!("{:#}", load_reference_sets(&args).unwrap_err());
+        assert!(err.contains("--limit-train 99999999"), "{err}");
+        assert!(err.contains("the 25000 training images"), "{err}");
+    }
+
+    #[test]
+    fn audit_json_has_one_capped_k() {
+        let dir = tempfile::tempdir().unwrap();
+        let synthetic = dir.path().join("synthetic.bin");
+        crate::training::test_data::test_images(4)
+            .write(&synthetic)
+            .unwrap();
+        let mut args = audit_args(&dir.path().join("out"), synthetic.clone());
+        args.holdout = Some(synthetic);
+        args.k = 1000;
+        let global = GlobalArgs {
+            backend: None,
+            threads: 1,
+        };
+        audit(args, &global).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out/audit.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["k"], 100);
+        assert_eq!(json["config"]["k"], 100);
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn headline(out: &mut String, report: &RunReport) {
     let status = match &report.status {
         RunStatus::Completed => "completed".to_string(),
         RunStatus::Failed { reason } => format!("**failed**: {reason}"),
+        RunStatus::Interrupted { reason } => format!("**interrupted**: {reason}"),
     };
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| Status | {status} |");

@@ -79,7 +79,13 @@ pub struct RunReport {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RunStatus {
     Completed,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
+    /// Stopped by Ctrl-C (SIGINT) before the run reached an outcome.
+    Interrupted {
+        reason: String,
+    },
 }
 
 /// One site's part in the run, as seen by the coordinator.

@@ -18,6 +18,10 @@ use crate::models::{ClassifierConfig, DiscriminatorConfig, GeneratorConfig};
 
 pub use super::bench::{BenchStepsArgs, bench_steps};
 
+/// Images drawn in the grid of `fedsynth sample`: the first ones only, so
+/// the picture stays a few megabytes whatever `--count` is.
+const GRID_MAX_IMAGES: usize = 1024;
+
 /// Source of the training images.
 #[derive(Debug, Args)]
 pub struct DataArgs {
@@ -36,13 +40,14 @@ pub struct TrainGanArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/gan")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out; --epochs counts the epochs already done.
+    /// Continue from the checkpoint in --out, which must contain one; --epochs
+    /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
     /// Epoch number to stop at.
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
-    /// Images per step: half real and half generated for the discriminator.
+    /// Images per step, even: half real and half generated for the discriminator.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// Adam learning rate of both networks.
@@ -71,7 +76,8 @@ pub struct TrainClassifierArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/classifier")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out; --epochs counts the epochs already done.
+    /// Continue from the checkpoint in --out, which must contain one; --epochs
+    /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
     /// Epoch number to stop at.
@@ -96,7 +102,7 @@ pub struct SampleArgs {
     /// Generator checkpoint directory (from train-gan).
     #[arg(long, value_name = "DIR")]
     pub generator: PathBuf,
-    /// Number of images to sample.
+    /// Number of images to sample, at most 500,000.
     #[arg(long, default_value_t = 64)]
     pub count: usize,
     /// Seed of the latent vectors.
@@ -110,7 +116,8 @@ pub struct SampleArgs {
     /// labels go to FILE.labels.f32 (N x 10 little-endian f32, row-major).
     #[arg(long, value_name = "DIR")]
     pub classifier: Option<PathBuf>,
-    /// PNG grid of the samples; defaults to FILE with a .png extension.
+    /// PNG grid of the first 1,024 samples at most; defaults to FILE with a
+    /// .png extension. The name must end in .png.
     #[arg(long, value_name = "PNG")]
     pub grid: Option<PathBuf>,
     /// Images per row of the grid.
@@ -136,9 +143,6 @@ pub struct EvaluateArgs {
 
 /// Runs `fedsynth train-gan`.
 pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let device = global.backend().device()?;
-    let threads = crate::backend::configure_threads(global.threads);
-    let images = load_training_split(&args.data)?;
     let config = GanTrainConfig::new()
         .with_epochs(args.epochs)
         .with_batch_size(args.batch_size)
@@ -147,6 +151,13 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         .with_seed(args.seed)
         .with_generator(GeneratorConfig::new().with_latent_dim(args.latent_dim))
         .with_discriminator(DiscriminatorConfig::new());
+    config
+        .validate_settings()
+        .context("invalid train-gan flags")?;
+    require_resume_checkpoint(args.resume, &args.out)?;
+    let device = global.backend().device()?;
+    let threads = crate::backend::configure_threads(global.threads);
+    let images = load_training_split(&args.data)?;
     tracing::info!(backend = %global.backend(), threads, images = images.len(), out = %args.out.display(), "train-gan");
     let hooks = TrainHooks {
         checkpoint_dir: Some(args.out.clone()),
@@ -165,6 +176,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
 
 /// Runs `fedsynth train-classifier`.
 pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    require_resume_checkpoint(args.resume, &args.out)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let (images, targets) = match &args.images {
@@ -201,9 +213,17 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
+    if args.count > infer::MAX_SAMPLES {
+        bail!(
+            "invalid --count {}: one `fedsynth sample` call samples at most {} images, which it keeps in memory; sample in several calls with different --seed values",
+            args.count,
+            infer::MAX_SAMPLES
+        );
+    }
     if args.columns == 0 {
         bail!("--columns must be at least 1");
     }
+    let grid = grid_path(&args)?;
     let device = global.backend().device()?;
     crate::backend::configure_threads(global.threads);
     let (generator, config) = checkpoint::load_generator(&args.generator, &device)?;
@@ -232,11 +252,8 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let set = ImageSet { images, labels };
     set.write(&args.out)?;
 
-    let grid = args
-        .grid
-        .clone()
-        .unwrap_or_else(|| args.out.with_extension("png"));
-    crate::imaging::write_grid_png(&set.images, args.columns, &grid)
+    let grid_bytes = args.count.min(GRID_MAX_IMAGES) * IMAGE_BYTES;
+    crate::imaging::write_grid_png(&set.images[..grid_bytes], args.columns, &grid)
         .with_context(|| format!("failed to write the sample grid {}", grid.display()))?;
     tracing::info!(count = args.count, out = %args.out.display(), grid = %grid.display(), "samples written");
     Ok(())
@@ -250,7 +267,7 @@ pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let dir = location::resolve_data_dir(args.data.as_deref(), None)?;
     let (mut test, class_names) = Cifar10::load_test(&dir)?;
     if let Some(limit) = args.limit {
-        test = first_images(&test, limit, "--limit")?;
+        test = first_images(&test, limit, "--limit", "the test split")?;
     }
     let evaluation = infer::evaluate(&classifier, &test, &device);
     let text = evaluation.to_text(&class_names);
@@ -265,6 +282,32 @@ pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     print!("{text}");
     tracing::info!(accuracy = evaluation.accuracy, count = evaluation.count, out = %out.display(), "evaluation written");
     Ok(())
+}
+
+/// Returns the grid's path: `--grid`, else `--out` with a .png extension.
+/// The grid is always PNG, so any other extension is rejected.
+fn grid_path(args: &SampleArgs) -> anyhow::Result<PathBuf> {
+    let grid = args
+        .grid
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("png"));
+    let is_png = grid
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("png"));
+    if !is_png {
+        bail!(
+            "--grid {}: the sample grid is written as PNG, so its name must end in .png, e.g. {}",
+            grid.display(),
+            grid.with_extension("png").display()
+        );
+    }
+    if grid == args.out {
+        bail!(
+            "--out {} would be overwritten by the sample grid; give the records another extension, such as .bin, or pass --grid",
+            args.out.display()
+        );
+    }
+    Ok(grid)
 }
 
 /// Path of the soft labels written beside a record file: `FILE.labels.f32`.
@@ -299,11 +342,23 @@ pub fn read_soft_labels(path: &Path, count: usize) -> anyhow::Result<Vec<f32>> {
         .collect())
 }
 
+/// Fails when `--resume` is given but `dir` contains no finished checkpoint,
+/// so a mistyped `--out` does not start a fresh training silently.
+fn require_resume_checkpoint(resume: bool, dir: &Path) -> anyhow::Result<()> {
+    if resume && checkpoint::load_state(dir)?.is_none() {
+        bail!(
+            "--resume: no checkpoint found in --out {}; pass the --out directory of an earlier run, or drop --resume to start a fresh training there",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn load_training_split(args: &DataArgs) -> anyhow::Result<ImageSet> {
     let dir = location::resolve_data_dir(args.data.as_deref(), None)?;
     let cifar = Cifar10::load(&dir)?;
     match args.limit {
-        Some(limit) => first_images(&cifar.train, limit, "--limit"),
+        Some(limit) => first_images(&cifar.train, limit, "--limit", "the training split"),
         None => Ok(cifar.train),
     }
 }
@@ -317,17 +372,35 @@ fn load_record_file(path: &Path, limit: Option<usize>) -> anyhow::Result<(Vec<u8
     } else {
         one_hot(&set.labels)
     };
-    let count = limit.unwrap_or(set.len()).min(set.len());
+    if let Some(limit) = limit {
+        check_limit(limit, set.len(), "--limit", &path.display().to_string())?;
+    }
+    let count = limit.unwrap_or(set.len());
     targets.truncate(count * CLASS_COUNT);
     let mut images = set.images;
     images.truncate(count * IMAGE_BYTES);
     Ok((images, targets))
 }
 
-fn first_images(set: &ImageSet, limit: usize, flag: &str) -> anyhow::Result<ImageSet> {
+fn first_images(
+    set: &ImageSet,
+    limit: usize,
+    flag: &str,
+    source: &str,
+) -> anyhow::Result<ImageSet> {
+    check_limit(limit, set.len(), flag, source)?;
+    Ok(set.select(&(0..limit).collect::<Vec<_>>()))
+}
+
+/// Checks that `limit` selects between 1 and the `available` images of `source`.
+fn check_limit(limit: usize, available: usize, flag: &str, source: &str) -> anyhow::Result<()> {
     if limit == 0 {
         bail!("{flag} 0 selects no image; give at least 1");
     }
-    let count = limit.min(set.len());
-    Ok(set.select(&(0..count).collect::<Vec<_>>()))
+    if limit > available {
+        bail!(
+            "{flag} {limit} asks for more images than the {available} in {source}; give at most {available}, or drop {flag} to use them all"
+        );
+    }
+    Ok(())
 }

@@ -51,6 +51,17 @@ pub struct GanTrainConfig {
 impl GanTrainConfig {
     /// Checks the settings against a training set of `images` images.
     pub fn validate(&self, images: usize) -> Result<(), TrainError> {
+        self.validate_settings()?;
+        if images == 0 {
+            return Err(TrainError::InvalidInput(
+                "the GAN training set is empty; give it at least one image".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the settings on their own, before any image is loaded.
+    pub fn validate_settings(&self) -> Result<(), TrainError> {
         if self.epochs == 0 {
             return Err(TrainError::InvalidConfig(
                 "GAN epochs 0 trains nothing; give the epoch number to stop at, at least 1"
@@ -61,6 +72,13 @@ impl GanTrainConfig {
             return Err(TrainError::InvalidConfig(format!(
                 "GAN batch_size {} is too small; it must be at least 2 (half real, half generated)",
                 self.batch_size
+            )));
+        }
+        if !self.batch_size.is_multiple_of(2) {
+            return Err(TrainError::InvalidConfig(format!(
+                "GAN batch_size {} is odd; it must be even (half real, half generated images), e.g. {}",
+                self.batch_size,
+                self.batch_size + 1
             )));
         }
         if self.generator.latent_dim == 0 {
@@ -79,11 +97,6 @@ impl GanTrainConfig {
                 "GAN beta1 {} must be in [0, 1)",
                 self.beta1
             )));
-        }
-        if images == 0 {
-            return Err(TrainError::InvalidInput(
-                "the GAN training set is empty; give it at least one image".to_string(),
-            ));
         }
         Ok(())
     }
@@ -451,6 +464,12 @@ mod tests {
     fn rejects_batch_size_below_two() {
         let err = tiny_config(1).with_batch_size(1).validate(10).unwrap_err();
         assert!(err.to_string().contains("batch_size 1"), "{err}");
+    }
+
+    #[test]
+    fn rejects_odd_batch_size() {
+        let err = tiny_config(1).with_batch_size(3).validate(10).unwrap_err();
+        assert!(err.to_string().contains("batch_size 3 is odd"), "{err}");
     }
 
     #[test]

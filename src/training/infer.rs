@@ -16,6 +16,10 @@ use crate::models::{Classifier, Generator};
 /// Images per forward pass during inference.
 pub const INFER_BATCH: usize = 256;
 
+/// Most images one sampling call may produce: ten times the reference
+/// run's 50,000, about 1.5 GB of pixels held in memory at once.
+pub const MAX_SAMPLES: usize = 500_000;
+
 /// Samples `count` images from `generator` with latent vectors from N(0, 1)
 /// seeded by `seed`; returns CHW pixel bytes, 3,072 per image.
 ///

@@ -26,6 +26,9 @@ pub fn build_report(state: &RunState, inputs: ReportInputs) -> RunReport {
         Some(Outcome::Failed(reason)) => RunStatus::Failed {
             reason: reason.clone(),
         },
+        Some(Outcome::Interrupted(reason)) => RunStatus::Interrupted {
+            reason: reason.clone(),
+        },
         None => RunStatus::Failed {
             reason: "the run ended before reaching an outcome".into(),
         },

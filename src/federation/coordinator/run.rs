@@ -46,15 +46,23 @@ pub struct CoordinatorConfig {
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub completed: bool,
+    /// Whether Ctrl-C (SIGINT) stopped the run, as its report records.
+    pub interrupted: bool,
     pub reason: Option<String>,
     pub report_path: PathBuf,
 }
 
 /// Binds the gRPC listener.
 pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| {
-        format!("failed to bind coordinator address {address}; pick a free port or use port 0")
-    })
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => Err(anyhow::anyhow!(
+            "coordinator address {address} is already in use; stop the process that holds it, pick a free port or use port 0"
+        )),
+        Err(err) => Err(err).with_context(|| {
+            format!("failed to bind coordinator address {address}; pick a free port or use port 0")
+        }),
+    }
 }
 
 /// Serves the federation service on `listener` until `shutdown` resolves.
@@ -76,13 +84,16 @@ pub async fn serve(
 /// Runs the whole coordinator and returns how the run ended.
 pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     let started_at = run_report::utc_now();
+    // Bind before creating anything, so a busy port leaves no empty run folder.
+    let listener = bind(&config.address).await?;
+    std::fs::create_dir_all(&config.run_dir)
+        .with_context(|| format!("failed to create run folder {}", config.run_dir.display()))?;
     let data_dir = config.data_dir.clone();
     let (test, class_names) = tokio::task::spawn_blocking(move || Cifar10::load_test(&data_dir))
         .await?
         .context("failed to load the CIFAR-10 test split for evaluating c'")?;
-    let test = crate::federation::plan::test_split(test, &config.manifest.data);
+    let test = crate::federation::plan::test_split(test, &config.manifest.data)?;
 
-    let listener = bind(&config.address).await?;
     let address = listener.local_addr()?;
     info!(%address, "coordinator listening");
     if let Some(path) = &config.address_file {
@@ -104,8 +115,19 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
         timeout_s = config.manifest.coordinator.join_timeout_s,
         "waiting for sites to join"
     );
-    drive_until_aggregate(&state).await;
-    let (final_classifier, pooled_histogram) = aggregate_if_ready(&state, &config, &test).await;
+    let work = async {
+        drive_until_aggregate(&state).await;
+        aggregate_if_ready(&state, &config, &test).await
+    };
+    let (final_classifier, pooled_histogram) = tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => {
+            let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+            let reason = format!("Ctrl-C (SIGINT) during the {} phase", guard.phase_name());
+            guard.finish(Outcome::Interrupted(reason), Instant::now());
+            (None, Vec::new())
+        }
+    };
 
     let report = {
         let guard = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,22 +147,32 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     let report_path = config.run_dir.join("report.json");
     info!(path = %report_path.display(), "wrote run report");
 
+    if let RunStatus::Interrupted { reason } = report.status {
+        // The sites are being stopped too, so no site waits for the outcome,
+        // and a graceful server shutdown would wait on their connections.
+        server.abort();
+        info!("coordinator stopped after an interruption");
+        return Ok(RunOutcome {
+            completed: false,
+            interrupted: true,
+            reason: Some(reason),
+            report_path,
+        });
+    }
     wait_until_informed(&state).await;
     let _ = stop.send(());
     server.await?.context("gRPC server stopped with an error")?;
     info!("coordinator stopped");
 
-    Ok(match report.status {
-        RunStatus::Completed => RunOutcome {
-            completed: true,
-            reason: None,
-            report_path,
-        },
-        RunStatus::Failed { reason } => RunOutcome {
-            completed: false,
-            reason: Some(reason),
-            report_path,
-        },
+    let reason = match report.status {
+        RunStatus::Completed => None,
+        RunStatus::Failed { reason } | RunStatus::Interrupted { reason } => Some(reason),
+    };
+    Ok(RunOutcome {
+        completed: reason.is_none(),
+        interrupted: false,
+        reason,
+        report_path,
     })
 }
 

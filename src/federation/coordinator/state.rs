@@ -33,6 +33,8 @@ pub enum RunPhase {
 pub enum Outcome {
     Completed,
     Failed(String),
+    /// Stopped by Ctrl-C; the text names the phase it stopped in.
+    Interrupted(String),
 }
 
 /// Where one site is in its work.
@@ -255,7 +257,7 @@ impl RunState {
                     (Some(Outcome::Completed), SiteState::Completed) => {
                         task(pb::TaskKind::Done, &phase, None, "", origin)
                     }
-                    (Some(Outcome::Failed(reason)), _) => {
+                    (Some(Outcome::Failed(reason) | Outcome::Interrupted(reason)), _) => {
                         task(pb::TaskKind::Abort, &phase, None, reason, origin)
                     }
                     _ => task(
@@ -488,6 +490,16 @@ impl RunState {
         }
     }
 
+    /// Returns the name of the current phase, as in the report's timings.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            RunPhase::Join { .. } => "join",
+            RunPhase::Train { .. } => "train",
+            RunPhase::Aggregate => "aggregate",
+            RunPhase::Finished => "finished",
+        }
+    }
+
     /// Ends the run after aggregation, or with a failure at any phase.
     pub fn finish(&mut self, outcome: Outcome, now: Instant) {
         let name = match self.phase {
@@ -499,6 +511,7 @@ impl RunState {
         match &outcome {
             Outcome::Completed => info!("run completed"),
             Outcome::Failed(reason) => warn!(%reason, "run failed"),
+            Outcome::Interrupted(reason) => warn!(%reason, "run interrupted"),
         }
         self.outcome = Some(outcome);
         self.enter(RunPhase::Finished, name, now);
