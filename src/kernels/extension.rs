@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::im2col::{self, ConvGeometry};
 use super::norm::{self, NormGeometry};
+use super::sparse;
 
 /// Convolutions and LeakyReLU computed here instead of by burn-flex.
 #[backend_extension(Flex, Autodiff)]
@@ -40,6 +41,14 @@ pub trait FastConv: Backend {
 
     /// `x` where it is at least 0, `slope * x` below, in one pass.
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
+
+    /// Maximum over 2x2 windows with stride 2: `[B, C, H, W]` with even H
+    /// and W to `[B, C, H / 2, W / 2]`.
+    fn fast_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Dropout of any shape: zeroes each value with probability `prob` and
+    /// scales the rest by `1 / (1 - prob)`, with the mask that `seed` draws.
+    fn fast_dropout(x: FloatTensor<Self>, prob: f32, seed: u32) -> FloatTensor<Self>;
 
     /// Batch normalization of `[B, C, H, W]` with its own batch statistics,
     /// like `burn::tensor::module::batch_norm_train`: the output, then the
@@ -166,9 +175,31 @@ fn norm_forward(
     (out, vector(mean), vector(variance))
 }
 
+fn pool_forward(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
+    let [batch, channels, height, width] = x.layout().shape().dims::<4>();
+    let (out, winners) = sparse::max_pool_forward(&values(x), height, width);
+    (
+        tensor(out, [batch, channels, height / 2, width / 2]),
+        winners,
+    )
+}
+
+fn dropout_apply(x: &FlexTensor, prob: f32, seed: u32) -> FlexTensor {
+    let out = sparse::dropout(&values(x), prob, seed);
+    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+}
+
 impl FastConv for Flex {
     fn fast_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
         leaky_forward(&x, slope)
+    }
+
+    fn fast_max_pool2x2(x: FlexTensor) -> FlexTensor {
+        pool_forward(&x).0
+    }
+
+    fn fast_dropout(x: FlexTensor, prob: f32, seed: u32) -> FlexTensor {
+        dropout_apply(&x, prob, seed)
     }
 
     fn fast_batch_norm_train(
@@ -307,6 +338,45 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
+/// Backward step of `fast_max_pool2x2`. The state is the input shape and
+/// the winning position of each window.
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    type State = ([usize; 4], Vec<u8>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node_x else {
+            return;
+        };
+        let (shape, winners) = ops.state;
+        let dx = sparse::max_pool_backward(&values(&grad), &winners, shape[2], shape[3]);
+        grads.register::<Flex>(node.id, tensor(dx, shape));
+    }
+}
+
+/// Backward step of `fast_dropout`: the same mask on the output gradient.
+/// The state is the probability and the seed.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = (f32, u32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node_x else {
+            return;
+        };
+        let (prob, seed) = ops.state;
+        grads.register::<Flex>(node.id, dropout_apply(&grad, prob, seed));
+    }
+}
+
 /// Backward step of `fast_leaky_relu`. The state is its input and slope.
 #[derive(Debug)]
 struct LeakyReluBackward;
@@ -336,6 +406,33 @@ impl Backward<Flex, 1> for LeakyReluBackward {
 }
 
 impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
+    fn fast_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let shape = x.layout().shape().dims::<4>();
+        let (output, winners) = pool_forward(&x);
+        match MaxPoolBackward
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((shape, winners), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
+    fn fast_dropout(x: FloatTensor<Self>, prob: f32, seed: u32) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let output = dropout_apply(&x, prob, seed);
+        match DropoutBackward
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((prob, seed), output),
+            OpsKind::UnTracked(prep) => prep.finish(output),
+        }
+    }
+
     fn fast_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,

@@ -8,13 +8,15 @@ mod allocator;
 mod extension;
 pub mod im2col;
 pub mod norm;
+pub mod sparse;
 
 pub use allocator::keep_freed_memory;
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{BatchNorm, PaddingConfig2d};
-use burn::tensor::{DType, Device, Tensor};
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, Dropout, PaddingConfig2d};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 
 use extension::FastConv;
 use im2col::ConvGeometry;
@@ -170,6 +172,45 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         .update(update(norm.running_mean.value_sync(), mean));
     norm.running_var
         .update(update(norm.running_var.value_sync(), variance));
+    Tensor::from_dispatch(output)
+}
+
+/// Applies `pool` to `x` like `MaxPool2d::forward`, through the custom
+/// kernel for 2x2 windows with stride 2 on even sizes.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels, height, width]`
+/// - output: `[batch, channels, height / 2, width / 2]`
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, height, width] = x.dims();
+    let plain = pool.kernel_size == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.dilation == [1, 1]
+        && matches!(pool.padding, PaddingConfig2d::Valid);
+    let even = height % 2 == 0 && width % 2 == 0;
+    if !plain || !even || x.dtype() != DType::F32 || !is_flex(&x.device()) {
+        return pool.forward(x);
+    }
+    let output = <Dispatch as FastConv>::fast_max_pool2x2(x.into_dispatch());
+    Tensor::from_dispatch(output)
+}
+
+/// Applies `dropout` to `x` like `Dropout::forward`: the identity outside
+/// training, and in training one fused pass each way on the flex device.
+/// The mask's seed comes from the device's generator, so seeding the device
+/// makes the masks repeat.
+pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let training = device.is_autodiff() && dropout.training.is_enabled();
+    if !training || dropout.prob == 0.0 || x.dtype() != DType::F32 || !is_flex(&device) {
+        return dropout.forward(x);
+    }
+    let draws: Vec<f32> = Tensor::<1>::random([2], Distribution::Default, &device)
+        .try_into_vec_as()
+        .expect("two f32 draws");
+    let seed = draws[0].to_bits() ^ draws[1].to_bits().rotate_left(16);
+    let output = <Dispatch as FastConv>::fast_dropout(x.into_dispatch(), dropout.prob as f32, seed);
     Tensor::from_dispatch(output)
 }
 

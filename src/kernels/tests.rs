@@ -3,10 +3,11 @@
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{BatchNorm, BatchNormConfig, DropoutConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{batch_norm, conv_transpose2d, conv2d, leaky_relu};
+use super::{batch_norm, conv_transpose2d, conv2d, dropout, leaky_relu, max_pool2d};
 
 /// Largest absolute difference between two tensors, relative to the
 /// largest magnitude in `expected`.
@@ -253,4 +254,65 @@ fn batch_norm_matches_burn_with_gradients() {
         let diff = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
         assert!(diff / scale < 1e-4, "{name} differs by {}", diff / scale);
     }
+}
+
+#[test]
+fn max_pool_matches_burn_with_gradient() {
+    let device = Device::flex().autodiff();
+    let x = input([2, 3, 6, 8], &device);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let run = |ours: bool| {
+        let x = x.clone().require_grad();
+        let y = if ours {
+            max_pool2d(&pool, x.clone())
+        } else {
+            pool.forward(x.clone())
+        };
+        let projection = pseudo_random(y.dims(), 9, &device);
+        let grads = (y.clone() * projection).sum().backward();
+        (y.inner(), x.grad(&grads).expect("input gradient"))
+    };
+    let (ours, our_grad) = run(true);
+    let (burns, burn_grad) = run(false);
+    assert_eq!(ours.dims(), [2, 3, 3, 4]);
+    assert_eq!(relative_error(ours, burns), 0.0);
+    assert_eq!(relative_error(our_grad, burn_grad), 0.0);
+}
+
+#[test]
+fn max_pool_with_odd_size_falls_back_to_burn() {
+    let device = Device::flex();
+    let x = input([1, 2, 5, 5], &device);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let ours = max_pool2d(&pool, x.clone());
+    assert_eq!(ours.dims(), [1, 2, 2, 2]);
+    assert_eq!(relative_error(ours, pool.forward(x)), 0.0);
+}
+
+#[test]
+fn dropout_gradient_uses_forward_mask() {
+    let device = Device::flex().autodiff();
+    let x = input([4, 8, 6, 6], &device).add_scalar(2.0).require_grad();
+    let layer = DropoutConfig::new(0.4).init();
+    let y = dropout(&layer, x.clone());
+    let grads = y.clone().sum().backward();
+    let y: Vec<f32> = y.inner().try_into_vec_as().unwrap();
+    let x_values: Vec<f32> = x.clone().inner().try_into_vec_as().unwrap();
+    let dx: Vec<f32> = x.grad(&grads).unwrap().try_into_vec_as().unwrap();
+    let scale = 1.0 / 0.6;
+    let dropped = y.iter().filter(|&&v| v == 0.0).count() as f32 / y.len() as f32;
+    assert!((dropped - 0.4).abs() < 0.05, "dropped {dropped}");
+    for ((&out, &v), &d) in y.iter().zip(&x_values).zip(&dx) {
+        let expected = if out == 0.0 { 0.0 } else { scale };
+        assert!((d - expected).abs() < 1e-5, "gradient {d} for output {out}");
+        assert!(out == 0.0 || (out - v * scale).abs() < 1e-5, "output {out} for {v}");
+    }
+}
+
+#[test]
+fn dropout_outside_training_is_identity() {
+    let device = Device::flex();
+    let x = input([2, 3, 4, 4], &device);
+    let layer = DropoutConfig::new(0.5).init();
+    assert_eq!(relative_error(dropout(&layer, x.clone()), x), 0.0);
 }

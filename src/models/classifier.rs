@@ -88,7 +88,7 @@ impl Classifier {
     /// - output: `[batch, 10]` logits
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         // [B, 256] -> [B, 10]
-        let x = self.dense_dropout.forward(self.embed(x));
+        let x = kernels::dropout(&self.dense_dropout, self.embed(x));
         self.output.forward(x)
     }
 
@@ -102,12 +102,12 @@ impl Classifier {
         // [B, 3, 32, 32] -> [B, 16, 32, 32] -> [B, 32, 32, 32] -> [B, 32, 16, 16]
         let x = self.act(kernels::conv2d(&self.conv1, x));
         let x = self.act(kernels::conv2d(&self.conv2, x));
-        let x = self.conv_dropout.forward(self.pool.forward(x));
+        let x = kernels::dropout(&self.conv_dropout, kernels::max_pool2d(&self.pool, x));
 
         // [B, 32, 16, 16] -> [B, 32, 16, 16] -> [B, 64, 16, 16] -> [B, 64, 8, 8]
         let x = self.act(kernels::conv2d(&self.conv3, x));
         let x = self.act(kernels::conv2d(&self.conv4, x));
-        let x = self.conv_dropout.forward(self.pool.forward(x));
+        let x = kernels::dropout(&self.conv_dropout, kernels::max_pool2d(&self.pool, x));
 
         // [B, 64, 8, 8] -> [B, 4096] -> [B, 256]
         let x: Tensor<2> = x.flatten(1, 3);

@@ -105,7 +105,7 @@ impl Discriminator {
 
         // [B, 128, 4, 4] -> [B, 2048] -> [B, 1]
         let x: Tensor<2> = x.flatten(1, 3);
-        self.output.forward(self.dropout.forward(x))
+        self.output.forward(kernels::dropout(&self.dropout, x))
     }
 }
 
