@@ -251,7 +251,7 @@ impl Backward<Flex, 3> for Conv2dBackward {
             grads.register::<Flex>(node.id, tensor(dw, weight_shape(&g)));
         }
         if let Some(node) = node_bias {
-            let db = im2col::bias_grad(&g, &grad);
+            let db = im2col::bias_grad(&grad, g.out_channels, g.positions());
             let db = FlexTensor::from_data(TensorData::new(db, [g.out_channels]));
             grads.register::<Flex>(node.id, db);
         }
@@ -292,12 +292,7 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
         if let Some(node) = node_bias {
             // The bias is per channel of the transposed output, the conv input.
             let plane = g.in_size[0] * g.in_size[1];
-            let mut db = vec![0.0f32; g.in_channels];
-            for image in grad.chunks_exact(g.input_len()) {
-                for (sum, channel) in db.iter_mut().zip(image.chunks_exact(plane)) {
-                    *sum += channel.iter().sum::<f32>();
-                }
-            }
+            let db = im2col::bias_grad(&grad, g.in_channels, plane);
             let db = FlexTensor::from_data(TensorData::new(db, [g.in_channels]));
             grads.register::<Flex>(node.id, db);
         }

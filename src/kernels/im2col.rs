@@ -514,15 +514,31 @@ fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     a
 }
 
-/// Sum of `grad` over batch and positions, per output channel.
-pub fn bias_grad(g: &ConvGeometry, grad: &[f32]) -> Vec<f32> {
-    let mut db = vec![0.0f32; g.out_channels];
-    for image in grad.chunks_exact(g.output_len()) {
-        for (sum, row) in db.iter_mut().zip(image.chunks_exact(g.positions())) {
-            *sum += row.iter().sum::<f32>();
+/// Sums NCHW `grad` over batch and positions, per channel: the gradient of
+/// a per-channel bias.
+pub fn bias_grad(grad: &[f32], channels: usize, positions: usize) -> Vec<f32> {
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            grad.chunks_exact(channels * positions)
+                .map(|image| sum(&image[c * positions..(c + 1) * positions]))
+                .sum()
+        })
+        .collect()
+}
+
+/// Returns the sum of `values`, in 16 lanes so that the loop vectorizes.
+#[multiversion::multiversion(targets = "simd")]
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    let chunks = values.chunks_exact(16);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
         }
     }
-    db
+    lanes.iter().sum::<f32>() + rest
 }
 
 #[cfg(test)]

@@ -33,15 +33,19 @@ fn pool_plane(x: &[f32], width: usize, out: &mut [f32], winners: &mut [u8]) {
         let top = &x[2 * y * width..][..width];
         let bottom = &x[(2 * y + 1) * width..][..width];
         for i in 0..half {
-            let window = [top[2 * i], top[2 * i + 1], bottom[2 * i], bottom[2 * i + 1]];
-            let mut best = 0;
-            for k in 1..4 {
-                if window[k] > window[best] {
-                    best = k;
-                }
-            }
-            out[i] = window[best];
-            winners[i] = best as u8;
+            // Pairwise selects instead of a scan, so that the loop vectorizes;
+            // a strict comparison keeps the first of equal values.
+            let (a, b) = (top[2 * i], top[2 * i + 1]);
+            let (c, d) = (bottom[2 * i], bottom[2 * i + 1]);
+            let (upper, upper_at) = if b > a { (b, 1) } else { (a, 0) };
+            let (lower, lower_at) = if d > c { (d, 3) } else { (c, 2) };
+            let (best, best_at) = if lower > upper {
+                (lower, lower_at)
+            } else {
+                (upper, upper_at)
+            };
+            out[i] = best;
+            winners[i] = best_at;
         }
     }
 }

@@ -305,7 +305,10 @@ fn dropout_gradient_uses_forward_mask() {
     for ((&out, &v), &d) in y.iter().zip(&x_values).zip(&dx) {
         let expected = if out == 0.0 { 0.0 } else { scale };
         assert!((d - expected).abs() < 1e-5, "gradient {d} for output {out}");
-        assert!(out == 0.0 || (out - v * scale).abs() < 1e-5, "output {out} for {v}");
+        assert!(
+            out == 0.0 || (out - v * scale).abs() < 1e-5,
+            "output {out} for {v}"
+        );
     }
 }
 
