@@ -21,6 +21,13 @@ fn fedsynth(args: &[&str]) -> Output {
         .expect("the fedsynth binary runs")
 }
 
+/// Runs fedsynth with `args`, asserts that it fails, and returns its stderr.
+fn failure(args: &[&str]) -> String {
+    let output = fedsynth(args);
+    assert!(!output.status.success(), "fedsynth {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 fn assert_success(output: &Output) {
     assert!(
         output.status.success(),
@@ -128,9 +135,7 @@ fn train_sample_and_evaluate_round_trip() {
 #[test]
 fn sample_without_checkpoint_names_the_file() {
     let work = tempfile::tempdir().unwrap();
-    let output = fedsynth(&["sample", "--generator", path(work.path()), "--count", "2"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure(&["sample", "--generator", path(work.path()), "--count", "2"]);
     assert!(stderr.contains("generator.json"), "{stderr}");
     assert!(stderr.contains("train first"), "{stderr}");
 }
@@ -160,7 +165,7 @@ fn bench_steps_prints_images_per_second() {
 fn gan_resume_without_checkpoint_fails() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("no-checkpoint-here");
-    let output = fedsynth(&[
+    let stderr = failure(&[
         "train-gan",
         "--data",
         path(&data_dir()),
@@ -174,8 +179,6 @@ fn gan_resume_without_checkpoint_fails() {
         "--out",
         path(&out),
     ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(path(&out)), "{stderr}");
     assert!(stderr.contains("no checkpoint found"), "{stderr}");
     assert!(stderr.contains("drop --resume"), "{stderr}");
@@ -187,7 +190,7 @@ fn classifier_resume_without_checkpoint_fails() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("empty");
     std::fs::create_dir(&out).unwrap();
-    let output = fedsynth(&[
+    let stderr = failure(&[
         "train-classifier",
         "--data",
         path(&data_dir()),
@@ -199,8 +202,6 @@ fn classifier_resume_without_checkpoint_fails() {
         "--out",
         path(&out),
     ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(path(&out)), "{stderr}");
     assert!(stderr.contains("no checkpoint found"), "{stderr}");
     assert!(!out.join("classifier.safetensors").exists());
@@ -210,7 +211,7 @@ fn classifier_resume_without_checkpoint_fails() {
 fn gan_rejects_odd_batch_size() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("gan");
-    let output = fedsynth(&[
+    let stderr = failure(&[
         "train-gan",
         "--data",
         path(&data_dir()),
@@ -223,8 +224,6 @@ fn gan_rejects_odd_batch_size() {
         "--out",
         path(&out),
     ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("batch_size 3 is odd"), "{stderr}");
     assert!(stderr.contains("half real, half generated"), "{stderr}");
     assert!(!out.exists());
@@ -306,7 +305,7 @@ fn sample_rejects_non_png_grid() {
     let gan = work.path().join("gan");
     tiny_generator(&gan);
     let grid = work.path().join("x.jpg");
-    let output = fedsynth(&[
+    let stderr = failure(&[
         "sample",
         "--generator",
         path(&gan),
@@ -317,8 +316,6 @@ fn sample_rejects_non_png_grid() {
         "--grid",
         path(&grid),
     ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("x.jpg"), "{stderr}");
     assert!(stderr.contains("must end in .png"), "{stderr}");
     assert!(!grid.exists());
@@ -328,7 +325,7 @@ fn sample_rejects_non_png_grid() {
 fn rejects_limit_above_training_split() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("clf");
-    let output = fedsynth(&[
+    let stderr = failure(&[
         "train-classifier",
         "--data",
         path(&data_dir()),
@@ -339,8 +336,6 @@ fn rejects_limit_above_training_split() {
         "--out",
         path(&out),
     ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--limit 99999999"), "{stderr}");
     assert!(
         stderr.contains("the 50000 in the training split"),
@@ -365,7 +360,7 @@ fn evaluate_rejects_limit_above_test_split() {
         path(&clf),
     ]);
     assert_success(&output);
-    let output = fedsynth(&[
+    let stderr = failure(&[
         "evaluate",
         "--data",
         path(&data_dir()),
@@ -374,8 +369,6 @@ fn evaluate_rejects_limit_above_test_split() {
         "--limit",
         "10001",
     ]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--limit 10001"), "{stderr}");
     assert!(stderr.contains("the 10000 in the test split"), "{stderr}");
 }
