@@ -673,6 +673,77 @@ mod tests {
         assert!(close(&weight_grad(&g, &x, &r), &dw_sum), "weight gradient");
     }
 
+    /// Checks `forward` against `direct` and both gradients against the
+    /// adjoint identity `<forward(x, w), r> = <x, dx(r)> = <w, dw(x, r)>`.
+    fn check_products(g: &ConvGeometry) {
+        let x = ramp(g.batch * g.input_len(), 1.0);
+        let w = ramp(g.out_channels * g.taps(), 0.3);
+        let r = ramp(g.batch * g.output_len(), 0.5);
+        let out = forward(g, &x, &w, None);
+        for (a, b) in out.iter().zip(&direct(g, &x, &w)) {
+            assert!((a - b).abs() < 1e-3, "forward {a} vs {b}");
+        }
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
+        let reference = dot(&out, &r);
+        let tolerance = 1e-3 * reference.abs().max(1.0);
+        let via_input = dot(&x, &input_grad(g, &r, &w));
+        let via_weight = dot(&w, &weight_grad(g, &x, &r));
+        assert!(
+            (reference - via_input).abs() < tolerance,
+            "{reference} vs {via_input}"
+        );
+        assert!(
+            (reference - via_weight).abs() < tolerance,
+            "{reference} vs {via_weight}"
+        );
+    }
+
+    #[test]
+    fn stride_one_same_products_match_definition() {
+        let g = ConvGeometry {
+            batch: 3,
+            in_channels: 9,
+            in_size: [7, 6],
+            out_channels: 8,
+            out_size: [7, 6],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+        };
+        check_products(&g);
+    }
+
+    #[test]
+    fn stride_one_valid_products_match_definition() {
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 8,
+            in_size: [6, 9],
+            out_channels: 10,
+            out_size: [4, 5],
+            kernel: [3, 5],
+            stride: [1, 1],
+            pad_begin: [0, 0],
+        };
+        check_products(&g);
+    }
+
+    #[test]
+    fn stride_one_asymmetric_padding_products_match_definition() {
+        // A 4x4 kernel with "same" output pads one before and two after.
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 8,
+            in_size: [5, 5],
+            out_channels: 8,
+            out_size: [5, 5],
+            kernel: [4, 4],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+        };
+        check_products(&g);
+    }
+
     #[test]
     fn valid_range_skips_padding() {
         let g = strided_geometry();

@@ -122,6 +122,18 @@ fn conv2d_three_by_three_same_matches_burn() {
 }
 
 #[test]
+fn conv2d_many_channels_matches_burn() {
+    let config = Conv2dConfig::new([8, 9], [3, 3]).with_padding(PaddingConfig2d::Same);
+    check_conv(config, [2, 8, 9, 9]);
+}
+
+#[test]
+fn conv2d_many_channels_valid_matches_burn() {
+    let config = Conv2dConfig::new([9, 8], [5, 5]);
+    check_conv(config, [2, 9, 8, 8]);
+}
+
+#[test]
 fn conv2d_valid_padding_matches_burn() {
     let config = Conv2dConfig::new([2, 3], [3, 3]);
     check_conv(config, [2, 2, 7, 7]);
