@@ -154,6 +154,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     config
         .validate_settings()
         .context("invalid train-gan flags")?;
+    fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
@@ -176,6 +177,17 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
 
 /// Runs `fedsynth train-classifier`.
 pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let config = ClassifierTrainConfig::new()
+        .with_epochs(args.epochs)
+        .with_batch_size(args.batch_size)
+        .with_learning_rate(args.learning_rate)
+        .with_lr_decay(args.lr_decay)
+        .with_seed(args.seed)
+        .with_model(ClassifierConfig::new());
+    config
+        .validate()
+        .context("invalid train-classifier flags")?;
+    fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
@@ -187,13 +199,6 @@ pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyho
             (set.images, targets)
         }
     };
-    let config = ClassifierTrainConfig::new()
-        .with_epochs(args.epochs)
-        .with_batch_size(args.batch_size)
-        .with_learning_rate(args.learning_rate)
-        .with_lr_decay(args.lr_decay)
-        .with_seed(args.seed)
-        .with_model(ClassifierConfig::new());
     tracing::info!(backend = %global.backend(), threads, images = images.len() / IMAGE_BYTES, out = %args.out.display(), "train-classifier");
     let hooks = TrainHooks {
         checkpoint_dir: Some(args.out.clone()),
@@ -261,6 +266,9 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
 /// Runs `fedsynth evaluate`.
 pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        fsutil::require_dir_target(out, "--out")?;
+    }
     let device = global.backend().device()?;
     crate::backend::configure_threads(global.threads);
     let (classifier, _) = checkpoint::load_classifier(&args.classifier, &device)?;
