@@ -285,6 +285,31 @@ fn evaluate_and_audit_reject_a_file_as_out() {
     assert_eq!(std::fs::read(&file).unwrap(), b"notes");
 }
 
+#[test]
+fn resume_with_no_epoch_left_warns() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--resume",
+        "--out",
+        path(&gan),
+    ]);
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has trained through epoch 1"), "{stderr}");
+    assert!(stderr.contains("pass --epochs 2 or more"), "{stderr}");
+}
+
 /// Trains a one-epoch generator on 8 images into `dir` for the sample tests.
 fn tiny_generator(dir: &Path) {
     let output = fedsynth(&[

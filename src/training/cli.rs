@@ -156,6 +156,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         .context("invalid train-gan flags")?;
     fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
+    warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let images = load_training_split(&args.data)?;
@@ -189,6 +190,7 @@ pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyho
         .context("invalid train-classifier flags")?;
     fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
+    warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let (images, targets) = match &args.images {
@@ -357,6 +359,27 @@ fn require_resume_checkpoint(resume: bool, dir: &Path) -> anyhow::Result<()> {
         bail!(
             "--resume: no checkpoint found in --out {}; pass the --out directory of an earlier run, or drop --resume to start a fresh training there",
             dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Warns when `--resume` finds `epochs` or more epochs already done, since
+/// the command then trains nothing and only rewrites the checkpoint.
+fn warn_when_resume_is_done(resume: bool, dir: &Path, epochs: usize) -> anyhow::Result<()> {
+    if !resume {
+        return Ok(());
+    }
+    if let Some(state) = checkpoint::load_state(dir)?
+        && state.epochs_done >= epochs
+    {
+        tracing::warn!(
+            epochs_done = state.epochs_done,
+            epochs,
+            "--resume: the checkpoint in {} has trained through epoch {}, so --epochs {epochs} trains nothing; pass --epochs {} or more to continue",
+            dir.display(),
+            state.epochs_done,
+            state.epochs_done + 1
         );
     }
     Ok(())
