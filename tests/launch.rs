@@ -197,6 +197,9 @@ fn launch_runs_coordinator_and_two_sites() {
         "confusion.png",
         "label_histograms.png",
         "losses.png",
+        "synthetic/pooled.bin",
+        // The name `train-classifier --images synthetic/pooled.bin` reads.
+        "synthetic/pooled.bin.labels.f32",
     ] {
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }
