@@ -103,6 +103,22 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> io::Res
     write_atomic(path, &json)
 }
 
+/// Fails when `path`, named by the command-line `flag`, exists and is not a
+/// directory, so a command that writes into it stops before doing its work
+/// rather than at its first write.
+pub fn require_dir_target(path: &Path, flag: &str) -> io::Result<()> {
+    if path.exists() && !path.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!(
+                "{flag} {} is a file, not a directory; pass a directory (it is created when missing)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),

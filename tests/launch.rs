@@ -197,6 +197,9 @@ fn launch_runs_coordinator_and_two_sites() {
         "confusion.png",
         "label_histograms.png",
         "losses.png",
+        "synthetic/pooled.bin",
+        // The name `train-classifier --images synthetic/pooled.bin` reads.
+        "synthetic/pooled.bin.labels.f32",
     ] {
         assert!(run_dir.join(file).is_file(), "missing {file}");
     }
@@ -398,7 +401,7 @@ fn check_ctrl_c_forwarding(ignore_sigint: bool) {
         .arg("--data")
         .arg(data_dir())
         .env("CI", "true")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if ignore_sigint {
         use std::os::unix::process::CommandExt;
@@ -412,6 +415,12 @@ fn check_ctrl_c_forwarding(ignore_sigint: bool) {
     }
     let mut child = command.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout_text = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
     let mut launcher = Guard(child);
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
@@ -476,6 +485,14 @@ fn check_ctrl_c_forwarding(ignore_sigint: bool) {
     );
     let temps = temp_files(&run_dir);
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
+    // As after a completed run, the last line on stdout names report.md.
+    let stdout = stdout_text.join().unwrap();
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(
+        Path::new(last),
+        run_dir.join("report.md"),
+        "stdout:\n{stdout}"
+    );
 }
 
 /// Lists the files under `dir` whose names mark an unfinished atomic write.

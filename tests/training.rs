@@ -229,6 +229,87 @@ fn gan_rejects_odd_batch_size() {
     assert!(!out.exists());
 }
 
+#[test]
+fn training_rejects_a_file_as_out_before_training() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("samples.bin");
+    std::fs::write(&file, b"records").unwrap();
+    for command in ["train-gan", "train-classifier"] {
+        let stderr = failure(&[
+            command,
+            "--data",
+            path(&data_dir()),
+            "--limit",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            path(&file),
+        ]);
+        assert!(stderr.contains("is a file, not a directory"), "{stderr}");
+        assert!(stderr.contains(path(&file)), "{stderr}");
+        assert!(!stderr.contains("epoch 1/1"), "{stderr}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"records");
+    }
+}
+
+#[test]
+fn evaluate_and_audit_reject_a_file_as_out() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("report.txt");
+    std::fs::write(&file, b"notes").unwrap();
+    let missing = work.path().join("missing");
+    let evaluate = failure(&[
+        "evaluate",
+        "--classifier",
+        path(&missing),
+        "--out",
+        path(&file),
+    ]);
+    assert!(
+        evaluate.contains("is a file, not a directory"),
+        "{evaluate}"
+    );
+    let audit = failure(&[
+        "audit",
+        "--synthetic",
+        path(&missing),
+        "--train",
+        path(&data_dir()),
+        "--out",
+        path(&file),
+    ]);
+    assert!(audit.contains("is a file, not a directory"), "{audit}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"notes");
+}
+
+#[test]
+fn resume_with_no_epoch_left_warns() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let output = fedsynth(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--resume",
+        "--out",
+        path(&gan),
+    ]);
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has trained through epoch 1"), "{stderr}");
+    assert!(stderr.contains("pass --epochs 2 or more"), "{stderr}");
+}
+
 /// Trains a one-epoch generator on 8 images into `dir` for the sample tests.
 fn tiny_generator(dir: &Path) {
     let output = fedsynth(&[

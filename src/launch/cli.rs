@@ -39,6 +39,10 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
     let report_md = plan.run_dir.join(report::REPORT_MD);
     if outcome.interrupted {
+        // The coordinator records the interruption in its report.
+        if report_md.is_file() {
+            println!("{}", report_md.display());
+        }
         bail!(
             "interrupted; the run folder {} may be incomplete",
             plan.run_dir.display()

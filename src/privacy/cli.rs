@@ -69,6 +69,7 @@ impl FromStr for FeatureArg {
 
 /// Runs `fedsynth audit`.
 pub fn audit(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    crate::fsutil::require_dir_target(&args.out, "--out")?;
     let threads = crate::backend::configure_threads(global.threads);
     let device = global.backend().device()?;
     let synthetic = input::read_synthetic(&args.synthetic)

@@ -154,7 +154,9 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     config
         .validate_settings()
         .context("invalid train-gan flags")?;
+    fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
+    warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let images = load_training_split(&args.data)?;
@@ -176,7 +178,19 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
 
 /// Runs `fedsynth train-classifier`.
 pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let config = ClassifierTrainConfig::new()
+        .with_epochs(args.epochs)
+        .with_batch_size(args.batch_size)
+        .with_learning_rate(args.learning_rate)
+        .with_lr_decay(args.lr_decay)
+        .with_seed(args.seed)
+        .with_model(ClassifierConfig::new());
+    config
+        .validate()
+        .context("invalid train-classifier flags")?;
+    fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
+    warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
     let (images, targets) = match &args.images {
@@ -187,13 +201,6 @@ pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyho
             (set.images, targets)
         }
     };
-    let config = ClassifierTrainConfig::new()
-        .with_epochs(args.epochs)
-        .with_batch_size(args.batch_size)
-        .with_learning_rate(args.learning_rate)
-        .with_lr_decay(args.lr_decay)
-        .with_seed(args.seed)
-        .with_model(ClassifierConfig::new());
     tracing::info!(backend = %global.backend(), threads, images = images.len() / IMAGE_BYTES, out = %args.out.display(), "train-classifier");
     let hooks = TrainHooks {
         checkpoint_dir: Some(args.out.clone()),
@@ -261,6 +268,9 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 
 /// Runs `fedsynth evaluate`.
 pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if let Some(out) = &args.out {
+        fsutil::require_dir_target(out, "--out")?;
+    }
     let device = global.backend().device()?;
     crate::backend::configure_threads(global.threads);
     let (classifier, _) = checkpoint::load_classifier(&args.classifier, &device)?;
@@ -349,6 +359,27 @@ fn require_resume_checkpoint(resume: bool, dir: &Path) -> anyhow::Result<()> {
         bail!(
             "--resume: no checkpoint found in --out {}; pass the --out directory of an earlier run, or drop --resume to start a fresh training there",
             dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Warns when `--resume` finds `epochs` or more epochs already done, since
+/// the command then trains nothing and only rewrites the checkpoint.
+fn warn_when_resume_is_done(resume: bool, dir: &Path, epochs: usize) -> anyhow::Result<()> {
+    if !resume {
+        return Ok(());
+    }
+    if let Some(state) = checkpoint::load_state(dir)?
+        && state.epochs_done >= epochs
+    {
+        tracing::warn!(
+            epochs_done = state.epochs_done,
+            epochs,
+            "--resume: the checkpoint in {} has trained through epoch {}, so --epochs {epochs} trains nothing; pass --epochs {} or more to continue",
+            dir.display(),
+            state.epochs_done,
+            state.epochs_done + 1
         );
     }
     Ok(())

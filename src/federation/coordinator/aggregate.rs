@@ -74,8 +74,9 @@ pub fn label_histogram(probabilities: &[f32]) -> Vec<u64> {
 }
 
 /// Writes the pooled set as `synthetic/pooled.bin` (CIFAR-10 records with
-/// the argmax label) and `synthetic/pooled_soft_labels.f32` (little-endian
-/// f32, `CLASS_COUNT` per image, in record order).
+/// the argmax label) and `synthetic/pooled.bin.labels.f32` (little-endian
+/// f32, `CLASS_COUNT` per image, in record order), the name beside a record
+/// file where `fedsynth train-classifier --images` looks for soft labels.
 pub fn save_pooled(run_dir: &Path, pooled: &PooledSet) -> anyhow::Result<()> {
     let set = ImageSet {
         images: pooled.images.clone(),
@@ -89,7 +90,7 @@ pub fn save_pooled(run_dir: &Path, pooled: &PooledSet) -> anyhow::Result<()> {
         .iter()
         .flat_map(|p| p.to_le_bytes())
         .collect();
-    let path = dir.join("pooled_soft_labels.f32");
+    let path = dir.join("pooled.bin.labels.f32");
     fsutil::write_atomic(&path, &soft)
         .with_context(|| format!("failed to write {}", path.display()))
 }
