@@ -514,12 +514,26 @@ fn launch_fails_when_coordinator_fails() {
     let temp = tempfile::tempdir().unwrap();
     let manifest = temp.path().join("tiny.toml");
     std::fs::write(&manifest, tiny_manifest(&temp.path().join("runs"), 2, 2, 1)).unwrap();
-    let missing = temp.path().join("no-cifar-here");
+    // Every file is present, so the launcher's check passes, but the test
+    // batch is truncated, so the coordinator fails when it loads it.
+    let broken = temp.path().join("no-cifar-here");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::copy(
+        data_dir().join("batches.meta.txt"),
+        broken.join("batches.meta.txt"),
+    )
+    .unwrap();
+    for name in fedsynth::data::cifar::TRAIN_FILES
+        .iter()
+        .chain(&["test_batch.bin"])
+    {
+        std::fs::write(broken.join(name), [0u8]).unwrap();
+    }
     let child = Command::new(BIN)
         .arg("launch")
         .arg(&manifest)
         .arg("--data")
-        .arg(&missing)
+        .arg(&broken)
         .env("CI", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -591,5 +605,28 @@ fn launch_rejects_too_small_shards() {
         stderr.contains("fewer than the 32 of one batch"),
         "{stderr}"
     );
+    assert!(!out_dir.exists(), "a run folder was created");
+}
+
+#[test]
+fn launch_rejects_missing_data_before_run_folder() {
+    let temp = tempfile::tempdir().unwrap();
+    let out_dir = temp.path().join("runs");
+    let manifest = temp.path().join("tiny.toml");
+    std::fs::write(&manifest, tiny_manifest(&out_dir, 2, 2, 1)).unwrap();
+    let missing = temp.path().join("no-such-data");
+    let output = Command::new(BIN)
+        .arg("launch")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(&missing)
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "launch succeeded:\n{stderr}");
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("not found"), "{stderr}");
     assert!(!out_dir.exists(), "a run folder was created");
 }

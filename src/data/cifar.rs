@@ -208,6 +208,17 @@ impl Cifar10 {
         })
     }
 
+    /// Checks that `dir` holds every file of the release and valid class
+    /// names, without reading the image batches.
+    pub fn check(dir: &Path) -> Result<(), DataError> {
+        existing_dir(dir)?;
+        read_class_names(dir)?;
+        for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
+            existing_file(dir, name)?;
+        }
+        Ok(())
+    }
+
     /// Reads only the test split and the class names from `dir`.
     pub fn load_test(dir: &Path) -> Result<(ImageSet, Vec<String>), DataError> {
         existing_dir(dir)?;

@@ -127,8 +127,10 @@ fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPl
 
 /// Resolves the CIFAR-10 directory that every child gets as `--data`,
 /// made absolute so it does not depend on a child's working directory.
+/// A directory without the release fails here, before the run folder exists.
 fn data_dir(flag: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
     let dir = crate::data::location::resolve_data_dir(flag, manifest)?;
+    crate::data::cifar::Cifar10::check(&dir)?;
     std::path::absolute(&dir)
         .with_context(|| format!("failed to resolve the data directory {}", dir.display()))
 }
