@@ -310,6 +310,17 @@ impl Manifest {
                 "must not exceed sites.count",
             ));
         }
+        let address = &self.coordinator.address;
+        let port = address
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+            return Err(invalid(
+                "coordinator.address",
+                address,
+                "use HOST:PORT, such as 127.0.0.1:0 (port 0 picks a free port)",
+            ));
+        }
         positive("gan.epochs", self.gan.epochs)?;
         positive("classifier.epochs", self.classifier.epochs)?;
         positive("coordinator.final_epochs", self.coordinator.final_epochs)?;
@@ -504,6 +515,14 @@ mod tests {
                 "synthetic.chunk_images",
             ),
             ("[classifier]\nlr_decay = 1.5\n", "classifier.lr_decay"),
+            (
+                "[coordinator]\naddress = \"nonsense\"\n",
+                "coordinator.address",
+            ),
+            (
+                "[coordinator]\naddress = \"127.0.0.1:99999\"\n",
+                "coordinator.address",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_err().to_string();
