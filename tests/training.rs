@@ -310,6 +310,31 @@ fn resume_with_no_epoch_left_warns() {
     assert!(stderr.contains("pass --epochs 2 or more"), "{stderr}");
 }
 
+#[test]
+fn resume_with_other_latent_dim_fails() {
+    let work = tempfile::tempdir().unwrap();
+    let gan = work.path().join("gan");
+    tiny_generator(&gan);
+    let stderr = failure(&[
+        "train-gan",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--latent-dim",
+        "50",
+        "--resume",
+        "--out",
+        path(&gan),
+    ]);
+    assert!(stderr.contains("--latent-dim 100, not 50"), "{stderr}");
+    assert!(stderr.contains("pass --latent-dim 100"), "{stderr}");
+}
+
 /// Trains a one-epoch generator on 8 images into `dir` for the sample tests.
 fn tiny_generator(dir: &Path) {
     let output = fedsynth(&[

@@ -156,6 +156,9 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         .context("invalid train-gan flags")?;
     fsutil::require_dir_target(&args.out, "--out")?;
     require_resume_checkpoint(args.resume, &args.out)?;
+    if args.resume {
+        require_same_latent_dim(&args.out, args.latent_dim)?;
+    }
     warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
     let threads = crate::backend::configure_threads(global.threads);
@@ -350,6 +353,21 @@ pub fn read_soft_labels(path: &Path, count: usize) -> anyhow::Result<Vec<f32>> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
+}
+
+/// Fails when the generator checkpoint in `dir` was built for another
+/// latent size than `--latent-dim`, whose weights would not load.
+fn require_same_latent_dim(dir: &Path, latent_dim: usize) -> anyhow::Result<()> {
+    let saved: GeneratorConfig = checkpoint::load_config(dir, checkpoint::GENERATOR)?;
+    if saved.latent_dim != latent_dim {
+        anyhow::bail!(
+            "--resume: the checkpoint in {} was trained with --latent-dim {}, not {latent_dim}; pass --latent-dim {} to continue it",
+            dir.display(),
+            saved.latent_dim,
+            saved.latent_dim
+        );
+    }
+    Ok(())
 }
 
 /// Fails when `--resume` is given but `dir` contains no finished checkpoint,
