@@ -335,6 +335,28 @@ fn resume_with_other_latent_dim_fails() {
     assert!(stderr.contains("pass --latent-dim 100"), "{stderr}");
 }
 
+#[test]
+fn classifier_warns_when_batch_exceeds_images() {
+    let work = tempfile::tempdir().unwrap();
+    let output = fedsynth(&[
+        "train-classifier",
+        "--data",
+        path(&data_dir()),
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        path(&work.path().join("classifier")),
+    ]);
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("fewer images than one batch"), "{stderr}");
+    assert!(stderr.contains("batch_size=16"), "{stderr}");
+}
+
 /// Trains a one-epoch generator on 8 images into `dir` for the sample tests.
 fn tiny_generator(dir: &Path) {
     let output = fedsynth(&[

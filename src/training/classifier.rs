@@ -180,6 +180,13 @@ pub fn train_classifier(
     }
 
     let steps = count.div_ceil(config.batch_size);
+    if count < config.batch_size {
+        tracing::warn!(
+            images = count,
+            batch_size = config.batch_size,
+            "fewer images than one batch, so every epoch is one short batch; lower --batch-size or use more images"
+        );
+    }
     tracing::info!(
         images = count,
         steps_per_epoch = steps,

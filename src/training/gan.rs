@@ -272,6 +272,13 @@ pub fn train_gan(
 
     let real_per_step = config.batch_size / 2;
     let steps = images.len().div_ceil(config.batch_size);
+    if images.len() < real_per_step {
+        tracing::warn!(
+            images = images.len(),
+            batch_size = config.batch_size,
+            "fewer images than the real half of one batch, so every epoch is one short step; lower --batch-size or use more images"
+        );
+    }
     tracing::info!(
         images = images.len(),
         steps_per_epoch = steps,
