@@ -62,7 +62,7 @@ fn headline(out: &mut String, report: &RunReport) {
         .wall_seconds()
         .map(duration)
         .unwrap_or_else(|| "unknown".into());
-    let _ = writeln!(out, "| Wall time of the coordinator | {wall} |");
+    let _ = writeln!(out, "| Wall time of the run | {wall} |");
     let _ = writeln!(
         out,
         "| Sites completed | {} of {} |",

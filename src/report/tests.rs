@@ -167,7 +167,7 @@ fn markdown_leads_with_final_accuracy() {
     let per_class = text.find("## Accuracy per class").unwrap();
     assert!(headline < per_class, "headline must come first");
     assert!(text.contains("| Status | completed |"));
-    assert!(text.contains("| Wall time of the coordinator | 12m 05s |"));
+    assert!(text.contains("| Wall time of the run | 12m 05s |"));
     assert!(text.contains("| Sites completed | 1 of 2 |"));
 }
 
@@ -228,6 +228,8 @@ fn centralised_baseline_updates_json_and_markdown() {
     assert_eq!(stored.agreement, Some(0.75));
     assert_eq!(stored.centralised.as_ref().map(|e| e.accuracy), Some(0.6));
     assert_eq!(stored.phases.last().unwrap().name, "centralised_baseline");
+    // The sample report finished in 2026; the baseline moves it to now.
+    assert!(stored.finished_at > sample_report().finished_at);
     let text = std::fs::read_to_string(dir.path().join(REPORT_MD)).unwrap();
     assert!(text.contains("| c accuracy (trained on the union of the real shards) | 60.0% |"));
     assert!(text.contains("| 75.0% |"));
