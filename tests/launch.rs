@@ -116,6 +116,22 @@ fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
     }
 }
 
+/// Runs `fedsynth launch MANIFEST --data DATA` to its end, as CI would.
+fn launch(manifest: &Path, data: &Path, timeout: Duration) -> Output {
+    let child = Command::new(BIN)
+        .arg("launch")
+        .arg(manifest)
+        .arg("--data")
+        .arg(data)
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_with_timeout(child, timeout)
+}
+
 fn only_run_folder(out_dir: &Path) -> PathBuf {
     let folders: Vec<PathBuf> = std::fs::read_dir(out_dir)
         .unwrap()
@@ -144,17 +160,7 @@ fn launch_runs_coordinator_and_two_sites() {
     let manifest = temp.path().join("tiny.toml");
     std::fs::write(&manifest, tiny_manifest(&out_dir, 2, 2, 1)).unwrap();
 
-    let child = Command::new(BIN)
-        .arg("launch")
-        .arg(&manifest)
-        .arg("--data")
-        .arg(data_dir())
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_with_timeout(child, RUN_TIMEOUT);
+    let output = launch(&manifest, &data_dir(), RUN_TIMEOUT);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -529,17 +535,7 @@ fn launch_fails_when_coordinator_fails() {
     {
         std::fs::write(broken.join(name), [0u8]).unwrap();
     }
-    let child = Command::new(BIN)
-        .arg("launch")
-        .arg(&manifest)
-        .arg("--data")
-        .arg(&broken)
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_with_timeout(child, Duration::from_secs(120));
+    let output = launch(&manifest, &broken, Duration::from_secs(120));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "launch succeeded:\n{stderr}");
     assert!(stderr.contains("[coordinator] "), "{stderr}");
@@ -586,17 +582,7 @@ fn launch_rejects_too_small_shards() {
     let manifest = temp.path().join("tiny.toml");
     let text = tiny_manifest(&out_dir, 2, 2, 1).replace("train_limit = 600", "train_limit = 3");
     std::fs::write(&manifest, text).unwrap();
-    let child = Command::new(BIN)
-        .arg("launch")
-        .arg(&manifest)
-        .arg("--data")
-        .arg(data_dir())
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let output = launch(&manifest, &data_dir(), Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "launch succeeded:\n{stderr}");
     assert!(stderr.contains("`data.train_limit` = 3"), "{stderr}");
@@ -615,15 +601,7 @@ fn launch_rejects_missing_data_before_run_folder() {
     let manifest = temp.path().join("tiny.toml");
     std::fs::write(&manifest, tiny_manifest(&out_dir, 2, 2, 1)).unwrap();
     let missing = temp.path().join("no-such-data");
-    let output = Command::new(BIN)
-        .arg("launch")
-        .arg(&manifest)
-        .arg("--data")
-        .arg(&missing)
-        .env("CI", "true")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = launch(&manifest, &missing, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "launch succeeded:\n{stderr}");
     assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");

@@ -6,7 +6,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -124,7 +124,7 @@ const CHUNK: usize = 1 << 14;
 
 /// `out = values * (slope where sign < 0, else 1)`: LeakyReLU forward with
 /// `sign` and `values` both the input, backward with `values` the output
-/// gradient. The select form, unlike a branch, vectorizes; a NaN input
+/// gradient. The select form, unlike a branch, vectorizes, and a NaN input
 /// stays NaN.
 #[multiversion::multiversion(targets = "simd")]
 fn leaky_slice(out: &mut [f32], sign: &[f32], values: &[f32], slope: f32) {
@@ -400,32 +400,36 @@ impl Backward<Flex, 1> for LeakyReluBackward {
     }
 }
 
+/// Records `step` as the backward step of `output`, whose inputs are
+/// `parents`. The step keeps `state` only when a parent needs a gradient.
+fn record<S, C, const N: usize>(
+    step: S,
+    parents: [NodeGuard; N],
+    state: S::State,
+    output: FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    S: Backward<Flex, N>,
+    C: CheckpointStrategy,
+{
+    match step.prepare::<C>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
 impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
     fn fast_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let shape = x.layout().shape().dims::<4>();
         let (output, winners) = pool_forward(&x);
-        match MaxPoolBackward
-            .prepare::<C>([x_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((shape, winners), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        record::<_, C, _>(MaxPoolBackward, [x_node], (shape, winners), output)
     }
 
     fn fast_dropout(x: FloatTensor<Self>, prob: f32, seed: u32) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let output = dropout_apply(&x, prob, seed);
-        match DropoutBackward
-            .prepare::<C>([x_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((prob, seed), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        record::<_, C, _>(DropoutBackward, [x_node], (prob, seed), output)
     }
 
     fn fast_batch_norm_train(
@@ -439,14 +443,12 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         let (beta, beta_node) = beta.into_parts();
         let (output, mean, variance) = norm_forward(&x, &gamma, &beta, epsilon);
         let statistics = (mean.clone(), variance.clone());
-        let output = match BatchNormBackward
-            .prepare::<C>([x_node, gamma_node, beta_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x, gamma, mean, variance, epsilon), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        };
+        let output = record::<_, C, _>(
+            BatchNormBackward,
+            [x_node, gamma_node, beta_node],
+            (x, gamma, mean, variance, epsilon),
+            output,
+        );
         let (mean, variance) = statistics;
         let leaf = FloatTensor::<Self>::new;
         (output, leaf(mean), leaf(variance))
@@ -455,14 +457,7 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let output = leaky_forward(&x, slope);
-        match LeakyReluBackward
-            .prepare::<C>([x_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x, slope), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        record::<_, C, _>(LeakyReluBackward, [x_node], (x, slope), output)
     }
 
     fn fast_conv2d(
@@ -475,14 +470,12 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         let (weight, weight_node) = weight.into_parts();
         let (bias, bias_node) = bias.into_parts();
         let output = conv_forward(&x, &weight, &bias, &g);
-        match Conv2dBackward
-            .prepare::<C>([x_node, weight_node, bias_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x, weight, g), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        record::<_, C, _>(
+            Conv2dBackward,
+            [x_node, weight_node, bias_node],
+            (x, weight, g),
+            output,
+        )
     }
 
     fn fast_conv_transpose2d(
@@ -495,13 +488,11 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         let (weight, weight_node) = weight.into_parts();
         let (bias, bias_node) = bias.into_parts();
         let output = transpose_forward(&x, &weight, &bias, &g);
-        match ConvTranspose2dBackward
-            .prepare::<C>([x_node, weight_node, bias_node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x, weight, g), output),
-            OpsKind::UnTracked(prep) => prep.finish(output),
-        }
+        record::<_, C, _>(
+            ConvTranspose2dBackward,
+            [x_node, weight_node, bias_node],
+            (x, weight, g),
+            output,
+        )
     }
 }
