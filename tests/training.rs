@@ -230,7 +230,7 @@ fn gan_rejects_odd_batch_size() {
 }
 
 #[test]
-fn training_rejects_a_file_as_out_before_training() {
+fn training_rejects_file_as_out() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("samples.bin");
     std::fs::write(&file, b"records").unwrap();
@@ -421,7 +421,7 @@ fn sample_grid_caps_image_count() {
     assert_success(&output);
     assert_eq!(std::fs::read(&out).unwrap().len(), 1100 * 3073);
     let grid = std::fs::read(work.path().join("many.png")).unwrap();
-    // The PNG header holds the height at bytes 20..24: 32 rows of 66 pixels
+    // The PNG header stores the height at bytes 20..24: 32 rows of 66 pixels
     // plus the last gap for 1,024 images in 32 columns.
     let height = u32::from_be_bytes([grid[20], grid[21], grid[22], grid[23]]);
     assert_eq!(height, 32 * 66 + 2);

@@ -65,7 +65,7 @@ pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result
     let runtime = runtime()?;
     let outcome = runtime.block_on(coordinator::run(config))?;
     if outcome.interrupted {
-        // c' may still train on a blocking thread; it ends with the process.
+        // c' may still be training on a blocking thread, which ends with the process.
         runtime.shutdown_background();
         stop_writes(&run_dir);
         println!("{}", outcome.report_path.display());
@@ -112,11 +112,11 @@ pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         Some(result) => result,
         None => {
             tracing::warn!("interrupted by Ctrl-C (SIGINT); stopping");
-            // Local training cannot be cancelled; it ends with the process.
+            // Local training cannot be cancelled, so it ends with the process.
             runtime.shutdown_background();
             stop_writes(&work_dir);
             bail!(
-                "interrupted; {} holds the last finished checkpoints",
+                "interrupted by Ctrl-C; {} contains the last finished checkpoints",
                 work_dir.display()
             )
         }

@@ -20,7 +20,7 @@ pub enum PlanError {
     #[error("shard index {index} is out of range; the manifest has {count} sites (0 to {last})", last = count - 1)]
     ShardIndex { index: usize, count: usize },
     #[error(
-        "data.{key} = {limit} asks for more images than the {available} of the CIFAR-10 {split} split; give at most {available}, or remove the key to use them all"
+        "data.{key} = {limit} requests more images than the {available} of the CIFAR-10 {split} split; give at most {available}, or remove the key to use them all"
     )]
     LimitAboveAvailable {
         key: &'static str,

@@ -57,7 +57,7 @@ impl ConvGeometry {
     }
 
     /// Images per `gemm` call: enough that the im2col block has about
-    /// `BLOCK_COLUMNS` columns, but no more than leaves every thread a block.
+    /// `BLOCK_COLUMNS` columns, but few enough that every thread gets a block.
     fn images_per_block(&self) -> usize {
         let per_thread = self.batch.div_ceil(rayon::current_num_threads()).max(1);
         BLOCK_COLUMNS
@@ -66,7 +66,7 @@ impl ConvGeometry {
     }
 
     /// Offsets of the column phases in a row that `split_columns` wrote:
-    /// phase `p` holds the input columns `p, p + stride, p + 2 stride, ...`.
+    /// phase `p` contains the input columns `p, p + stride, p + 2 stride, ...`.
     fn phase_starts(&self) -> Vec<usize> {
         let (iw, sx) = (self.in_size[1], self.stride[1]);
         let mut starts = Vec::with_capacity(sx);
@@ -479,7 +479,7 @@ impl Blocks {
         let grad_t = &mut self.outputs[..columns * g.out_channels];
         gather_block_transposed(grads, g.out_channels, g.positions(), grad_t);
         // dw^T (taps x out) += cols (taps x columns) * grad^T (columns x out);
-        // gemm sees both factors column-major, the order its kernels read best.
+        // gemm reads both factors column-major, the order its kernels read best.
         let shape = [g.taps(), g.out_channels, columns];
         let c_strides = [columns as isize, 1];
         let g_strides = [g.out_channels as isize, 1];
@@ -621,7 +621,7 @@ mod tests {
 
     #[test]
     fn image_blocks_match_single_images() {
-        // 5x5 outputs take many images per gemm call; 7 images leave a
+        // 5x5 outputs take many images per gemm call. 7 images leave a
         // partial last block whatever the thread count.
         let g = ConvGeometry {
             batch: 7,

@@ -208,7 +208,7 @@ pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     }
     let draws: Vec<f32> = Tensor::<1>::random([2], Distribution::Default, &device)
         .try_into_vec_as()
-        .expect("two f32 draws");
+        .expect("a random f32 tensor reads back as f32");
     let seed = draws[0].to_bits() ^ draws[1].to_bits().rotate_left(16);
     let output = <Dispatch as FastConv>::fast_dropout(x.into_dispatch(), dropout.prob as f32, seed);
     Tensor::from_dispatch(output)

@@ -143,8 +143,8 @@ pub fn forward(
     (out, mean, variance)
 }
 
-/// Gradients of `forward` for the input, `gamma` and `beta`, from the
-/// output gradient `dy` and the statistics that `forward` returned.
+/// Computes the gradients of `forward` for the input, `gamma` and `beta`,
+/// from the output gradient `dy` and the statistics that `forward` returned.
 pub fn backward(
     g: &NormGeometry,
     x: &[f32],

@@ -33,8 +33,8 @@ fn pool_plane(x: &[f32], width: usize, out: &mut [f32], winners: &mut [u8]) {
         let top = &x[2 * y * width..][..width];
         let bottom = &x[(2 * y + 1) * width..][..width];
         for i in 0..half {
-            // Pairwise selects instead of a scan, so that the loop vectorizes;
-            // a strict comparison keeps the first of equal values.
+            // Pairwise selects instead of a scan keep the loop free of
+            // branches on the data. A strict comparison keeps the first of equal values.
             let (a, b) = (top[2 * i], top[2 * i + 1]);
             let (c, d) = (bottom[2 * i], bottom[2 * i + 1]);
             let (upper, upper_at) = if b > a { (b, 1) } else { (a, 0) };

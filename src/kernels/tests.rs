@@ -292,7 +292,7 @@ fn max_pool_matches_burn_with_gradient() {
 }
 
 #[test]
-fn max_pool_with_odd_size_falls_back_to_burn() {
+fn max_pool_odd_size_uses_burn() {
     let device = Device::flex();
     let x = input([1, 2, 5, 5], &device);
     let pool = MaxPool2dConfig::new([2, 2]).init();

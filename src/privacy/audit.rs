@@ -316,7 +316,7 @@ pub fn run_audit(
 }
 
 /// Returns `config` with `k` cut to the `train_count` training images, so
-/// the report contains the one k that was used; a cut is logged at warn.
+/// the report contains the one k that was used. A cut is logged at warn.
 fn effective_config(config: &AuditConfig, train_count: usize) -> AuditConfig {
     let mut config = config.clone();
     if config.k > train_count {

@@ -124,7 +124,7 @@ fn load_reference_sets(args: &AuditArgs) -> anyhow::Result<(ImageSet, ImageSet)>
         }
         if limit > train.len() {
             bail!(
-                "--limit-train {limit} asks for more images than the {} training images left after any holdout; give at most {}, or drop --limit-train to use them all",
+                "--limit-train {limit} requests more images than the {} training images left after any holdout; give at most {}, or drop --limit-train to use them all",
                 train.len(),
                 train.len()
             );

@@ -40,7 +40,7 @@ pub struct TrainGanArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/gan")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out, which must contain one; --epochs
+    /// Continue from the checkpoint in --out, which must contain one. --epochs
     /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
@@ -76,7 +76,7 @@ pub struct TrainClassifierArgs {
     /// Checkpoint directory, written after every epoch.
     #[arg(long, value_name = "DIR", default_value = "checkpoints/classifier")]
     pub out: PathBuf,
-    /// Continue from the checkpoint in --out, which must contain one; --epochs
+    /// Continue from the checkpoint in --out, which must contain one. --epochs
     /// counts the epochs already done.
     #[arg(long)]
     pub resume: bool,
@@ -448,7 +448,7 @@ fn check_limit(limit: usize, available: usize, flag: &str, source: &str) -> anyh
     }
     if limit > available {
         bail!(
-            "{flag} {limit} asks for more images than the {available} in {source}; give at most {available}, or drop {flag} to use them all"
+            "{flag} {limit} requests more images than the {available} in {source}; give at most {available}, or drop {flag} to use them all"
         );
     }
     Ok(())

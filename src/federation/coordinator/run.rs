@@ -57,7 +57,7 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
     match TcpListener::bind(address).await {
         Ok(listener) => Ok(listener),
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => Err(anyhow::anyhow!(
-            "coordinator address {address} is already in use; stop the process that holds it, pick a free port or use port 0"
+            "coordinator address {address} is already in use; stop the process that uses it, pick a free port or use port 0"
         )),
         Err(err) => Err(err).with_context(|| {
             format!("failed to bind coordinator address {address}; pick a free port or use port 0")

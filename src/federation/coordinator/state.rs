@@ -33,7 +33,7 @@ pub enum RunPhase {
 pub enum Outcome {
     Completed,
     Failed(String),
-    /// Stopped by Ctrl-C; the text names the phase it stopped in.
+    /// Stopped by Ctrl-C. The text names the phase it stopped in.
     Interrupted(String),
 }
 
