@@ -42,20 +42,6 @@ impl ConvGeometry {
         self.out_channels * self.positions()
     }
 
-    /// Range of output indices `o` along one axis whose input index
-    /// `o * stride + tap - pad` lies inside `0..size`.
-    fn valid(&self, axis: usize, tap: usize) -> (usize, usize) {
-        let (stride, pad) = (self.stride[axis], self.pad_begin[axis]);
-        let (size, out) = (self.in_size[axis], self.out_size[axis]);
-        let low = pad.saturating_sub(tap).div_ceil(stride).min(out);
-        let high = if size + pad > tap {
-            (size + pad - tap).div_ceil(stride).min(out)
-        } else {
-            0
-        };
-        (low, high.max(low))
-    }
-
     /// Images per `gemm` call: enough that the im2col block has about
     /// `BLOCK_COLUMNS` columns, but few enough that every thread gets a block.
     fn images_per_block(&self) -> usize {
@@ -65,143 +51,200 @@ impl ConvGeometry {
             .clamp(1, per_thread)
     }
 
-    /// Offsets of the column phases in a row that `split_columns` wrote:
-    /// phase `p` contains the input columns `p, p + stride, p + 2 stride, ...`.
+    /// Rows and columns of the zero-padded input that the taps read:
+    /// `(out - 1) * stride + kernel` along each axis.
+    fn padded_size(&self) -> [usize; 2] {
+        [0, 1].map(|axis| (self.out_size[axis] - 1) * self.stride[axis] + self.kernel[axis])
+    }
+
+    /// Offsets of the column phases in a padded row: phase `p` holds the
+    /// padded columns `p, p + stride, p + 2 stride, ...`, so that a strided
+    /// tap reads its columns as one contiguous run.
     fn phase_starts(&self) -> Vec<usize> {
-        let (iw, sx) = (self.in_size[1], self.stride[1]);
+        let (wp, sx) = (self.padded_size()[1], self.stride[1]);
         let mut starts = Vec::with_capacity(sx);
         let mut next = 0;
         for phase in 0..sx {
             starts.push(next);
-            next += iw.saturating_sub(phase).div_ceil(sx);
+            next += wp.saturating_sub(phase).div_ceil(sx);
         }
         starts
     }
 
+    /// Offset in a padded row at which tap `kx` reads its `out_size[1]` columns.
+    fn tap_start(&self, starts: &[usize], kx: usize) -> usize {
+        starts[kx % self.stride[1]] + kx / self.stride[1]
+    }
+
     /// Writes the im2col matrices of a block of images side by side:
-    /// `taps` rows of `images * positions` columns. `split` is scratch space
-    /// for one image.
-    fn im2col_block(&self, images: &[f32], cols: &mut [f32], split: &mut Vec<f32>) {
+    /// `taps` rows of `images * positions` columns. `padded` is scratch
+    /// space for one padded image.
+    fn im2col_block(&self, images: &[f32], cols: &mut [f32], padded: &mut Vec<f32>) {
         let count = images.len() / self.input_len();
         let (positions, ld) = (self.positions(), count * self.positions());
         let starts = self.phase_starts();
+        let [hp, wp] = self.padded_size();
+        padded.resize(self.in_channels * hp * wp, 0.0);
         for (i, image) in images.chunks_exact(self.input_len()).enumerate() {
-            let rows = if self.stride[1] == 1 {
-                image
-            } else {
-                split.resize(image.len(), 0.0);
-                split_columns(image, self.in_size[1], self.stride[1], split);
-                &split[..]
-            };
-            im2col(self, rows, &starts, &mut cols[i * positions..], ld);
+            pad_image(self, &starts, image, padded);
+            im2col(self, &starts, padded, &mut cols[i * positions..], ld);
         }
     }
 
-    /// Adds the im2col matrix of one image in `cols` (rows `ld` apart) back
-    /// into its gradient `image`. `split` is scratch space for one image.
-    fn col2im(&self, cols: &[f32], ld: usize, image: &mut [f32], split: &mut Vec<f32>) {
+    /// Writes into the gradient `image` the sum of the im2col matrix of one
+    /// image in `cols` (rows `ld` apart). `padded` is scratch space for one
+    /// padded image.
+    fn col2im(&self, cols: &[f32], ld: usize, image: &mut [f32], padded: &mut Vec<f32>) {
         let starts = self.phase_starts();
-        if self.stride[1] == 1 {
-            col2im(self, cols, ld, &starts, image);
-        } else {
-            split.clear();
-            split.resize(image.len(), 0.0);
-            col2im(self, cols, ld, &starts, split);
-            merge_columns(split, self.in_size[1], self.stride[1], image);
-        }
+        let [hp, wp] = self.padded_size();
+        padded.clear();
+        padded.resize(self.in_channels * hp * wp, 0.0);
+        col2im(self, &starts, cols, ld, padded);
+        crop_image(self, &starts, padded, image);
     }
 }
 
-/// Reorders each row of `width` values of `image` into `out` by column
-/// phase: columns 0, s, 2s, ... first, then 1, 1 + s, ..., for stride s.
-/// A strided convolution then reads each tap's columns as one contiguous run.
+/// Calls `$body` with `$width` bound as a constant for the common output
+/// widths, so that the row loops compile to fixed-size vector moves
+/// instead of calls to `memcpy`.
+macro_rules! with_const_width {
+    ($width:expr, $body:ident ( $($arg:expr),* )) => {
+        match $width {
+            4 => $body::<4>($($arg),*),
+            8 => $body::<8>($($arg),*),
+            16 => $body::<16>($($arg),*),
+            32 => $body::<32>($($arg),*),
+            _ => $body::<0>($($arg),*),
+        }
+    };
+}
+
+/// Copies `image` into the zero-padded, phase-ordered layout that `im2col`
+/// reads: `in_channels` planes of `padded_size` with each row's columns
+/// grouped by phase. Input rows and columns beyond the padded size are
+/// never read by a tap and are left out.
 #[multiversion::multiversion(targets = "simd")]
-fn split_columns(image: &[f32], width: usize, stride: usize, out: &mut [f32]) {
-    for (from, to) in image.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        let mut next = 0;
-        for phase in 0..stride {
-            for &v in from[phase..].iter().step_by(stride) {
-                to[next] = v;
-                next += 1;
+fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f32]) {
+    let [hp, wp] = g.padded_size();
+    let [ih, iw] = g.in_size;
+    let [py, px] = g.pad_begin;
+    let sx = g.stride[1];
+    let rows = ih.min(hp.saturating_sub(py));
+    let columns = iw.min(wp.saturating_sub(px));
+    padded.fill(0.0);
+    for (plane, out) in image
+        .chunks_exact(ih * iw)
+        .zip(padded.chunks_exact_mut(hp * wp))
+    {
+        for y in 0..rows {
+            let line = &plane[y * iw..y * iw + columns];
+            let to = &mut out[(y + py) * wp..(y + py + 1) * wp];
+            if sx == 1 {
+                to[px..px + columns].copy_from_slice(line);
+                continue;
+            }
+            for (x, &v) in line.iter().enumerate() {
+                let column = x + px;
+                to[starts[column % sx] + column / sx] = v;
             }
         }
     }
 }
 
-/// Adds rows that `split_columns` ordered by phase back into `image` in
-/// column order.
+/// Writes `image` from its padded, phase-ordered gradient: the inverse of
+/// `pad_image`, with input positions that no tap reads set to zero.
 #[multiversion::multiversion(targets = "simd")]
-fn merge_columns(split: &[f32], width: usize, stride: usize, image: &mut [f32]) {
-    for (from, to) in split.chunks_exact(width).zip(image.chunks_exact_mut(width)) {
-        let mut next = 0;
-        for phase in 0..stride {
-            for t in to[phase..].iter_mut().step_by(stride) {
-                *t += from[next];
-                next += 1;
+fn crop_image(g: &ConvGeometry, starts: &[usize], padded: &[f32], image: &mut [f32]) {
+    let [hp, wp] = g.padded_size();
+    let [ih, iw] = g.in_size;
+    let [py, px] = g.pad_begin;
+    let sx = g.stride[1];
+    let rows = ih.min(hp.saturating_sub(py));
+    let columns = iw.min(wp.saturating_sub(px));
+    for (plane, from) in image
+        .chunks_exact_mut(ih * iw)
+        .zip(padded.chunks_exact(hp * wp))
+    {
+        plane[rows * iw..].fill(0.0);
+        for y in 0..rows {
+            let line = &mut plane[y * iw..(y + 1) * iw];
+            let row = &from[(y + py) * wp..(y + py + 1) * wp];
+            line[columns..].fill(0.0);
+            if sx == 1 {
+                line[..columns].copy_from_slice(&row[px..px + columns]);
+                continue;
+            }
+            for (x, v) in line[..columns].iter_mut().enumerate() {
+                let column = x + px;
+                *v = row[starts[column % sx] + column / sx];
             }
         }
     }
 }
 
 /// Writes the im2col matrix of one image, `taps` rows of `positions`
-/// values, into `cols` with `ld` values between row starts. With a column
-/// stride above 1, `image` has its rows ordered by phase at `starts`.
+/// values, into `cols` with `ld` values between row starts, from the
+/// padded image that `pad_image` wrote.
 #[multiversion::multiversion(targets = "simd")]
-fn im2col(g: &ConvGeometry, image: &[f32], starts: &[usize], cols: &mut [f32], ld: usize) {
+fn im2col(g: &ConvGeometry, starts: &[usize], padded: &[f32], cols: &mut [f32], ld: usize) {
+    with_const_width!(g.out_size[1], im2col_rows(g, starts, padded, cols, ld));
+}
+
+/// `im2col` for output rows of `W` values, or of `out_size[1]` when `W` is 0.
+#[inline(always)]
+fn im2col_rows<const W: usize>(
+    g: &ConvGeometry,
+    starts: &[usize],
+    padded: &[f32],
+    cols: &mut [f32],
+    ld: usize,
+) {
     let [kh, kw] = g.kernel;
-    let [ih, iw] = g.in_size;
+    let [hp, wp] = g.padded_size();
     let [oh, ow] = g.out_size;
-    let [sy, sx] = g.stride;
-    let [py, px] = g.pad_begin;
+    let width = if W == 0 { ow } else { W };
+    let sy = g.stride[0];
     for row in 0..g.taps() {
-        let col = &mut cols[row * ld..row * ld + oh * ow];
         let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-        let plane = &image[c * ih * iw..(c + 1) * ih * iw];
-        let (y0, y1) = g.valid(0, ky);
-        let (x0, x1) = g.valid(1, kx);
-        if x0 == x1 {
-            col.fill(0.0);
-            continue;
-        }
-        col[..y0 * ow].fill(0.0);
-        col[y1 * ow..].fill(0.0);
-        let start = x0 * sx + kx - px;
-        let from = starts[start % sx] + start / sx;
-        for oy in y0..y1 {
-            let line = &plane[(oy * sy + ky - py) * iw..][..iw];
-            let out = &mut col[oy * ow..(oy + 1) * ow];
-            out[..x0].fill(0.0);
-            out[x1..].fill(0.0);
-            out[x0..x1].copy_from_slice(&line[from..from + x1 - x0]);
+        let plane = &padded[c * hp * wp..(c + 1) * hp * wp];
+        let from = g.tap_start(starts, kx);
+        let col = &mut cols[row * ld..row * ld + oh * ow];
+        for (oy, out) in col.chunks_exact_mut(width).enumerate() {
+            let line = &plane[(oy * sy + ky) * wp + from..][..width];
+            out.copy_from_slice(line);
         }
     }
 }
 
-/// Adds the im2col matrix in `cols` back into `image`, laid out as `im2col`
-/// reads it.
+/// Adds the im2col matrix in `cols` into the padded image gradient
+/// `padded`, laid out as `im2col` reads it.
 #[multiversion::multiversion(targets = "simd")]
-fn col2im(g: &ConvGeometry, cols: &[f32], ld: usize, starts: &[usize], image: &mut [f32]) {
+fn col2im(g: &ConvGeometry, starts: &[usize], cols: &[f32], ld: usize, padded: &mut [f32]) {
+    with_const_width!(g.out_size[1], col2im_rows(g, starts, cols, ld, padded));
+}
+
+/// `col2im` for output rows of `W` values, or of `out_size[1]` when `W` is 0.
+#[inline(always)]
+fn col2im_rows<const W: usize>(
+    g: &ConvGeometry,
+    starts: &[usize],
+    cols: &[f32],
+    ld: usize,
+    padded: &mut [f32],
+) {
     let [kh, kw] = g.kernel;
-    let [ih, iw] = g.in_size;
+    let [hp, wp] = g.padded_size();
     let [oh, ow] = g.out_size;
-    let [sy, sx] = g.stride;
-    let [py, px] = g.pad_begin;
+    let width = if W == 0 { ow } else { W };
+    let sy = g.stride[0];
     for row in 0..g.taps() {
-        let col = &cols[row * ld..row * ld + oh * ow];
         let (c, ky, kx) = (row / (kh * kw), row / kw % kh, row % kw);
-        let plane = &mut image[c * ih * iw..(c + 1) * ih * iw];
-        let (y0, y1) = g.valid(0, ky);
-        let (x0, x1) = g.valid(1, kx);
-        if x0 == x1 {
-            continue;
-        }
-        let start = x0 * sx + kx - px;
-        let to = starts[start % sx] + start / sx;
-        for oy in y0..y1 {
-            let line = &mut plane[(oy * sy + ky - py) * iw..][..iw];
-            let from = &col[oy * ow + x0..oy * ow + x1];
-            let to = &mut line[to..to + x1 - x0];
-            to.iter_mut().zip(from).for_each(|(t, v)| *t += v);
+        let plane = &mut padded[c * hp * wp..(c + 1) * hp * wp];
+        let to = g.tap_start(starts, kx);
+        let col = &cols[row * ld..row * ld + oh * ow];
+        for (oy, from) in col.chunks_exact(width).enumerate() {
+            let line = &mut plane[(oy * sy + ky) * wp + to..][..width];
+            line.iter_mut().zip(from).for_each(|(t, v)| *t += v);
         }
     }
 }
@@ -345,7 +388,7 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
                 );
                 for (i, image) in dx.chunks_exact_mut(g.input_len()).enumerate() {
                     let cols = &blocks.cols[i * g.positions()..];
-                    g.col2im(cols, columns, image, &mut blocks.split);
+                    g.col2im(cols, columns, image, &mut blocks.padded);
                 }
             },
         );
@@ -369,7 +412,7 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         .fold(
             || Blocks::new(g, per_block),
             |mut blocks, (images, grads)| {
-                g.im2col_block(images, &mut blocks.cols, &mut blocks.split);
+                g.im2col_block(images, &mut blocks.cols, &mut blocks.padded);
                 blocks.add_weight_grad(g, grads);
                 blocks
             },
@@ -433,8 +476,8 @@ struct Blocks {
     outputs: Vec<f32>,
     /// The running weight gradient, transposed: `taps x out_channels`.
     dw_t: Vec<f32>,
-    /// One image with its columns ordered by phase, for strided convolutions.
-    split: Vec<f32>,
+    /// One zero-padded image with its columns ordered by phase.
+    padded: Vec<f32>,
 }
 
 impl Blocks {
@@ -444,7 +487,7 @@ impl Blocks {
             cols: vec![0.0; g.taps() * columns],
             outputs: vec![0.0; g.out_channels * columns],
             dw_t: Vec::new(),
-            split: Vec::new(),
+            padded: Vec::new(),
         }
     }
 
@@ -458,7 +501,7 @@ impl Blocks {
         out: &mut [f32],
     ) {
         let columns = images.len() / g.input_len() * g.positions();
-        g.im2col_block(images, &mut self.cols, &mut self.split);
+        g.im2col_block(images, &mut self.cols, &mut self.padded);
         let shape = [g.out_channels, columns, g.taps()];
         let w_strides = [g.taps() as isize, 1];
         let c_strides = [columns as isize, 1];
@@ -720,14 +763,5 @@ mod tests {
             pad_begin: [1, 1],
         };
         check_products(&g);
-    }
-
-    #[test]
-    fn valid_range_skips_padding() {
-        let g = strided_geometry();
-        // Tap 0 with padding 2 reads input -2, 0, 2, ...: the first output is padding.
-        assert_eq!(g.valid(0, 0), (1, 5));
-        // Tap 4 reads 2, 4, 6, 8, 10: the last output is past the input.
-        assert_eq!(g.valid(0, 4), (0, 4));
     }
 }
