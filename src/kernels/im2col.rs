@@ -190,7 +190,7 @@ fn im2col(g: &ConvGeometry, starts: &[usize], padded: &[f32], cols: &mut [f32], 
     with_const_width!(g.out_size[1], im2col_rows(g, starts, padded, cols, ld));
 }
 
-/// `im2col` for output rows of `W` values, or of `out_size[1]` when `W` is 0.
+/// Runs `im2col` on output rows of `W` values, or of `out_size[1]` when `W` is 0.
 #[inline(always)]
 fn im2col_rows<const W: usize>(
     g: &ConvGeometry,
@@ -223,7 +223,7 @@ fn col2im(g: &ConvGeometry, starts: &[usize], cols: &[f32], ld: usize, padded: &
     with_const_width!(g.out_size[1], col2im_rows(g, starts, cols, ld, padded));
 }
 
-/// `col2im` for output rows of `W` values, or of `out_size[1]` when `W` is 0.
+/// Runs `col2im` on output rows of `W` values, or of `out_size[1]` when `W` is 0.
 #[inline(always)]
 fn col2im_rows<const W: usize>(
     g: &ConvGeometry,
