@@ -84,7 +84,13 @@ impl ConvGeometry {
         let (positions, ld) = (self.positions(), count * self.positions());
         let starts = self.phase_starts();
         let [hp, wp] = self.padded_size();
-        padded.resize(self.in_channels * hp * wp, 0.0);
+        // Every image writes the same interior positions, so the padding
+        // stays zero from the first fill.
+        let len = self.in_channels * hp * wp;
+        if padded.len() != len {
+            padded.clear();
+            padded.resize(len, 0.0);
+        }
         for (i, image) in images.chunks_exact(self.input_len()).enumerate() {
             pad_image(self, &starts, image, padded);
             im2col(self, &starts, padded, &mut cols[i * positions..], ld);
@@ -119,9 +125,10 @@ macro_rules! with_const_width {
     };
 }
 
-/// Copies `image` into the zero-padded, phase-ordered layout that `im2col`
-/// reads: `in_channels` planes of `padded_size` with each row's columns
-/// grouped by phase. Input rows and columns beyond the padded size are
+/// Copies `image` into the interior of the zero-padded, phase-ordered
+/// layout that `im2col` reads, and leaves the padding as it is. The layout
+/// is `in_channels` planes of `padded_size`, each row's columns grouped by
+/// phase. Input rows and columns beyond the padded size are
 /// never read by a tap and are left out.
 #[multiversion::multiversion(targets = "simd")]
 fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f32]) {
@@ -131,7 +138,6 @@ fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f3
     let sx = g.stride[1];
     let rows = ih.min(hp.saturating_sub(py));
     let columns = iw.min(wp.saturating_sub(px));
-    padded.fill(0.0);
     for (plane, out) in image
         .chunks_exact(ih * iw)
         .zip(padded.chunks_exact_mut(hp * wp))
@@ -139,16 +145,42 @@ fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f3
         for y in 0..rows {
             let line = &plane[y * iw..y * iw + columns];
             let to = &mut out[(y + py) * wp..(y + py + 1) * wp];
-            if sx == 1 {
-                to[px..px + columns].copy_from_slice(line);
-                continue;
-            }
-            for (x, &v) in line.iter().enumerate() {
-                let column = x + px;
-                to[starts[column % sx] + column / sx] = v;
+            match sx {
+                1 => to[px..px + columns].copy_from_slice(line),
+                2 => {
+                    let (even, odd) = to.split_at_mut(starts[1]);
+                    let (first, second) = if px % 2 == 0 { (even, odd) } else { (odd, even) };
+                    let first = &mut first[px / 2..];
+                    let second = &mut second[(px + 1) / 2..];
+                    let pairs = line.chunks_exact(2);
+                    if let [last] = pairs.remainder() {
+                        first[columns / 2] = *last;
+                    }
+                    for ((pair, a), b) in pairs.zip(first.iter_mut()).zip(second.iter_mut()) {
+                        *a = pair[0];
+                        *b = pair[1];
+                    }
+                }
+                _ => {
+                    for (first, start) in phase_runs(px, sx, starts) {
+                        let run = line.iter().skip(first).step_by(sx);
+                        let to = to.iter_mut().skip(start);
+                        to.zip(run).for_each(|(t, &v)| *t = v);
+                    }
+                }
             }
         }
     }
+}
+
+/// Pairs, for each column phase, the first input column `x` of that phase
+/// (padded column `x + px`) with its offset in a padded, phase-ordered row.
+/// The input columns of a phase are `x, x + sx, x + 2 sx, ...`.
+fn phase_runs(px: usize, sx: usize, starts: &[usize]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    (0..sx).map(move |phase| {
+        let first = (phase + sx - px % sx) % sx;
+        (first, starts[phase] + (first + px) / sx)
+    })
 }
 
 /// Writes `image` from its padded, phase-ordered gradient: the inverse of
@@ -170,13 +202,28 @@ fn crop_image(g: &ConvGeometry, starts: &[usize], padded: &[f32], image: &mut [f
             let line = &mut plane[y * iw..(y + 1) * iw];
             let row = &from[(y + py) * wp..(y + py + 1) * wp];
             line[columns..].fill(0.0);
-            if sx == 1 {
-                line[..columns].copy_from_slice(&row[px..px + columns]);
-                continue;
-            }
-            for (x, v) in line[..columns].iter_mut().enumerate() {
-                let column = x + px;
-                *v = row[starts[column % sx] + column / sx];
+            match sx {
+                1 => line[..columns].copy_from_slice(&row[px..px + columns]),
+                2 => {
+                    let (even, odd) = row.split_at(starts[1]);
+                    let (first, second) = if px % 2 == 0 { (even, odd) } else { (odd, even) };
+                    let first = &first[px / 2..];
+                    let second = &second[(px + 1) / 2..];
+                    let mut pairs = line[..columns].chunks_exact_mut(2);
+                    for ((pair, &a), &b) in (&mut pairs).zip(first).zip(second) {
+                        pair[0] = a;
+                        pair[1] = b;
+                    }
+                    if let [last] = pairs.into_remainder() {
+                        *last = first[columns / 2];
+                    }
+                }
+                _ => {
+                    for (first, start) in phase_runs(px, sx, starts) {
+                        let run = line[..columns].iter_mut().skip(first).step_by(sx);
+                        run.zip(row.iter().skip(start)).for_each(|(v, &t)| *v = t);
+                    }
+                }
             }
         }
     }
@@ -388,7 +435,7 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
                 );
                 for (i, image) in dx.chunks_exact_mut(g.input_len()).enumerate() {
                     let cols = &blocks.cols[i * g.positions()..];
-                    g.col2im(cols, columns, image, &mut blocks.padded);
+                    g.col2im(cols, columns, image, &mut blocks.padded_grad);
                 }
             },
         );
@@ -476,8 +523,10 @@ struct Blocks {
     outputs: Vec<f32>,
     /// The running weight gradient, transposed: `taps x out_channels`.
     dw_t: Vec<f32>,
-    /// One zero-padded image with its columns ordered by phase.
+    /// One zero-padded image with its columns ordered by phase, for im2col.
     padded: Vec<f32>,
+    /// The gradient of one padded image, for col2im.
+    padded_grad: Vec<f32>,
 }
 
 impl Blocks {
@@ -488,6 +537,7 @@ impl Blocks {
             outputs: vec![0.0; g.out_channels * columns],
             dw_t: Vec::new(),
             padded: Vec::new(),
+            padded_grad: Vec::new(),
         }
     }
 
