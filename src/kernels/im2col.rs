@@ -814,4 +814,37 @@ mod tests {
         };
         check_products(&g);
     }
+
+    #[test]
+    fn strided_odd_padding_products_match_definition() {
+        // An odd left padding puts even input columns in the odd phase, and
+        // an odd width leaves one column without a pair.
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 3,
+            in_size: [7, 7],
+            out_channels: 5,
+            out_size: [4, 4],
+            kernel: [4, 4],
+            stride: [2, 2],
+            pad_begin: [1, 1],
+        };
+        check_products(&g);
+    }
+
+    #[test]
+    fn strided_unread_input_products_match_definition() {
+        // The taps stop at input column 6 of 8, so column 7 gets a zero gradient.
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 2,
+            in_size: [8, 8],
+            out_channels: 3,
+            out_size: [3, 3],
+            kernel: [3, 3],
+            stride: [2, 2],
+            pad_begin: [0, 0],
+        };
+        check_products(&g);
+    }
 }
