@@ -1,6 +1,11 @@
 //! Keeps freed memory in the process heap instead of returning it to the
 //! kernel. Training frees and reallocates the same multi-megabyte tensors
-//! every step, and glibc would otherwise map and fault them in afresh.
+//! every step, and glibc would otherwise map and fault them in afresh. Large
+//! outputs are zeroed by all threads at once.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
 
 /// Raises glibc's mmap and trim thresholds so that tensor buffers of up to
 /// 32 MiB are reused from the heap. Does nothing on other C libraries.
@@ -23,4 +28,23 @@ pub fn keep_freed_memory() {
             tracing::debug!("glibc rejected the malloc thresholds; keeping its defaults");
         }
     }
+}
+
+/// Outputs below this many values are zeroed on the calling thread.
+const PARALLEL_ZEROS: usize = 1 << 16;
+
+/// Returns `len` zeros, written by all rayon threads. Kernel outputs are
+/// several megabytes, and a serial `vec![0.0; len]` would clear them on one
+/// thread while the others wait for the kernel to start.
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    if len < PARALLEL_ZEROS {
+        return vec![0.0; len];
+    }
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(PARALLEL_ZEROS)
+        .for_each(|chunk| chunk.fill(MaybeUninit::new(0.0)));
+    // SAFETY: the loop above wrote each of the first `len` elements.
+    unsafe { values.set_len(len) };
+    values
 }

@@ -13,6 +13,7 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
+use super::allocator::zeros;
 use super::im2col::{self, ConvGeometry};
 use super::norm::{self, NormGeometry};
 use super::sparse;
@@ -136,7 +137,7 @@ fn leaky_slice(out: &mut [f32], sign: &[f32], values: &[f32], slope: f32) {
 
 fn leaky_forward(x: &FlexTensor, slope: f32) -> FlexTensor {
     let x_values = values(x);
-    let mut out = vec![0.0f32; x_values.len()];
+    let mut out = zeros(x_values.len());
     out.par_chunks_mut(CHUNK)
         .zip(x_values.par_chunks(CHUNK))
         .for_each(|(out, x)| leaky_slice(out, x, x, slope));
@@ -387,7 +388,7 @@ impl Backward<Flex, 1> for LeakyReluBackward {
         };
         let (x, slope) = ops.state;
         let (x_values, grad_values) = (values(&x), values(&grad));
-        let mut dx = vec![0.0f32; x_values.len()];
+        let mut dx = zeros(x_values.len());
         dx.par_chunks_mut(CHUNK)
             .zip(
                 x_values

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::allocator::zeros;
+
 /// Sizes of a convolution with groups 1 and dilation 1, batch included.
 ///
 /// The output sizes are given, not derived, so that asymmetric "same"
@@ -390,7 +392,7 @@ fn gather_block_transposed(images: &[f32], channels: usize, positions: usize, bl
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.input_len(), "conv input size");
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
-    let mut out = vec![0.0f32; g.batch * g.output_len()];
+    let mut out = zeros(g.batch * g.output_len());
     let per_block = g.images_per_block();
     out.par_chunks_mut(per_block * g.output_len())
         .zip(x.par_chunks(per_block * g.input_len()))
@@ -410,7 +412,7 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
         "conv output gradient size"
     );
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
-    let mut dx = vec![0.0f32; g.batch * g.input_len()];
+    let mut dx = zeros(g.batch * g.input_len());
     let per_block = g.images_per_block();
     dx.par_chunks_mut(per_block * g.input_len())
         .zip(grad.par_chunks(per_block * g.output_len()))
@@ -486,7 +488,7 @@ pub fn forward_and_weight_grad(
         "conv output gradient size"
     );
     let per_block = g.images_per_block();
-    let mut out = vec![0.0f32; g.batch * g.output_len()];
+    let mut out = zeros(g.batch * g.output_len());
     let dw_t = out
         .par_chunks_mut(per_block * g.output_len())
         .zip(x.par_chunks(per_block * g.input_len()))

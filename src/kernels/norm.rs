@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::allocator::zeros;
+
 /// Sizes of an NCHW activation seen by batch normalization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NormGeometry {
@@ -135,7 +137,7 @@ pub fn forward(
     let scale: Vec<f32> = (0..g.channels)
         .map(|c| gamma[c] / (variance[c] + epsilon).sqrt())
         .collect();
-    let mut out = vec![0.0f32; g.len()];
+    let mut out = zeros(g.len());
     per_plane(g, &mut out, |c, start, plane| {
         let shift = beta[c] - scale[c] * mean[c];
         affine(&x[start..start + g.plane], scale[c], shift, plane);
@@ -181,7 +183,7 @@ pub fn backward(
             [k, b, -k * mean_dy - b * mean[c]]
         })
         .collect();
-    let mut dx = vec![0.0f32; g.len()];
+    let mut dx = zeros(g.len());
     per_plane(g, &mut dx, |c, start, plane| {
         let range = start..start + g.plane;
         affine2(&dy[range.clone()], &x[range], coefficients[c], plane);

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use super::allocator::zeros;
+
 /// Values per rayon task of the element-wise kernels.
 const CHUNK: usize = 1 << 14;
 
@@ -14,7 +16,7 @@ const CHUNK: usize = 1 << 14;
 pub fn max_pool_forward(x: &[f32], height: usize, width: usize) -> (Vec<f32>, Vec<u8>) {
     let (plane, out_plane) = (height * width, height / 2 * (width / 2));
     let planes = x.len() / plane;
-    let mut out = vec![0.0f32; planes * out_plane];
+    let mut out = zeros(planes * out_plane);
     let mut winners = vec![0u8; planes * out_plane];
     out.par_chunks_mut(out_plane)
         .zip(winners.par_chunks_mut(out_plane))
@@ -54,7 +56,7 @@ fn pool_plane(x: &[f32], width: usize, out: &mut [f32], winners: &mut [u8]) {
 /// position that won its window, zero elsewhere.
 pub fn max_pool_backward(grad: &[f32], winners: &[u8], height: usize, width: usize) -> Vec<f32> {
     let (plane, out_plane) = (height * width, height / 2 * (width / 2));
-    let mut dx = vec![0.0f32; grad.len() / out_plane * plane];
+    let mut dx = zeros(grad.len() / out_plane * plane);
     dx.par_chunks_mut(plane)
         .zip(grad.par_chunks(out_plane))
         .zip(winners.par_chunks(out_plane))
@@ -113,7 +115,7 @@ fn dropout_chunk(values: &[f32], prob: f32, seed: u32, first: u32, out: &mut [f3
 /// rest by `1 / (1 - prob)`, with the mask that `seed` draws. Applied to an
 /// output gradient with the same seed, it is dropout's backward pass.
 pub fn dropout(values: &[f32], prob: f32, seed: u32) -> Vec<f32> {
-    let mut out = vec![0.0f32; values.len()];
+    let mut out = zeros(values.len());
     out.par_chunks_mut(CHUNK)
         .zip(values.par_chunks(CHUNK))
         .enumerate()
