@@ -135,8 +135,42 @@ fn leaky_slice(out: &mut [f32], sign: &[f32], values: &[f32], slope: f32) {
     }
 }
 
-fn leaky_forward(x: &FlexTensor, slope: f32) -> FlexTensor {
-    let x_values = values(x);
+/// Multiplies each of `values` by `slope` where `sign` is negative: the
+/// in-place form of `leaky_slice`.
+#[multiversion::multiversion(targets = "simd")]
+fn leaky_in_place(values: &mut [f32], sign: &[f32], slope: f32) {
+    for (v, &s) in values.iter_mut().zip(sign) {
+        let scale = if s < 0.0 { slope } else { 1.0 };
+        *v *= scale;
+    }
+}
+
+/// Multiplies each negative value by `slope`: LeakyReLU in place.
+#[multiversion::multiversion(targets = "simd")]
+fn leaky_own_sign(values: &mut [f32], slope: f32) {
+    for v in values.iter_mut() {
+        let scale = if *v < 0.0 { slope } else { 1.0 };
+        *v *= scale;
+    }
+}
+
+/// Returns the values of `tensor` for writing in place when it is their only
+/// owner and they are contiguous from its first element.
+fn unique_values(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
+    let len = tensor.as_slice::<f32>()?.len();
+    let storage = tensor.try_storage_mut::<f32>()?;
+    (storage.len() == len).then_some(storage)
+}
+
+/// LeakyReLU of `x`, written over `x` when nothing else shares its buffer.
+fn leaky_forward(mut x: FlexTensor, slope: f32) -> FlexTensor {
+    if let Some(values) = unique_values(&mut x) {
+        values
+            .par_chunks_mut(CHUNK)
+            .for_each(|chunk| leaky_own_sign(chunk, slope));
+        return x;
+    }
+    let x_values = values(&x);
     let mut out = zeros(x_values.len());
     out.par_chunks_mut(CHUNK)
         .zip(x_values.par_chunks(CHUNK))
@@ -192,7 +226,7 @@ fn dropout_apply(x: &FlexTensor, prob: f32, seed: u32) -> FlexTensor {
 
 impl FastConv for Flex {
     fn fast_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
-        leaky_forward(&x, slope)
+        leaky_forward(x, slope)
     }
 
     fn fast_max_pool2x2(x: FlexTensor) -> FlexTensor {
@@ -373,7 +407,8 @@ impl Backward<Flex, 1> for DropoutBackward {
     }
 }
 
-/// Backward step of `fast_leaky_relu`. The state is its input and slope.
+/// Backward step of `fast_leaky_relu`. The state is a tensor with the sign
+/// of its input (the input, or the output for a positive slope) and the slope.
 #[derive(Debug)]
 struct LeakyReluBackward;
 
@@ -387,7 +422,16 @@ impl Backward<Flex, 1> for LeakyReluBackward {
             return;
         };
         let (x, slope) = ops.state;
-        let (x_values, grad_values) = (values(&x), values(&grad));
+        let mut grad = grad;
+        let x_values = values(&x);
+        if let Some(dx) = unique_values(&mut grad).filter(|dx| dx.len() == x_values.len()) {
+            dx.par_chunks_mut(CHUNK)
+                .zip(x_values.par_chunks(CHUNK))
+                .for_each(|(dx, x)| leaky_in_place(dx, x, slope));
+            grads.register::<Flex>(node.id, grad);
+            return;
+        }
+        let grad_values = values(&grad);
         let mut dx = zeros(x_values.len());
         dx.par_chunks_mut(CHUNK)
             .zip(
@@ -457,8 +501,12 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
 
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
-        let output = leaky_forward(&x, slope);
-        record::<_, C, _>(LeakyReluBackward, [x_node], (x, slope), output)
+        // With a positive slope the output has the sign of the input, so the
+        // backward step can read the output and the input can be overwritten.
+        let input = (slope <= 0.0 || slope.is_nan()).then(|| x.clone());
+        let output = leaky_forward(x, slope);
+        let sign = input.unwrap_or_else(|| output.clone());
+        record::<_, C, _>(LeakyReluBackward, [x_node], (sign, slope), output)
     }
 
     fn fast_conv2d(
