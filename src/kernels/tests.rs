@@ -180,6 +180,43 @@ fn dilated_conv2d_falls_back_to_burn() {
     assert_eq!(error, 0.0);
 }
 
+/// LeakyReLU of `x * 2`, a fresh tensor that the kernel may overwrite, and
+/// the input gradient of `sum(y^2)`, ours or burn's.
+fn leaky_of_fresh(x: &Tensor<4>, slope: f64, ours: bool) -> (Tensor<4>, Tensor<4>) {
+    let x = x.clone().require_grad();
+    let fresh = x.clone().mul_scalar(2.0);
+    let y = if ours {
+        leaky_relu(fresh, slope)
+    } else {
+        burn::tensor::activation::leaky_relu(fresh, slope)
+    };
+    let grads = (y.clone() * y.clone()).sum().backward();
+    (y.inner(), x.grad(&grads).expect("input gradient"))
+}
+
+#[test]
+fn leaky_relu_in_place_matches_burn() {
+    let device = Device::flex().autodiff();
+    let x = input([2, 3, 5, 5], &device);
+    for slope in [0.2, 0.0, -0.5] {
+        let (ours, our_grad) = leaky_of_fresh(&x, slope, true);
+        let (burns, burn_grad) = leaky_of_fresh(&x, slope, false);
+        assert_eq!(relative_error(ours, burns), 0.0, "output, slope {slope}");
+        let error = relative_error(our_grad, burn_grad);
+        assert!(error < 1e-6, "gradient differs by {error}, slope {slope}");
+    }
+}
+
+#[test]
+fn leaky_relu_keeps_shared_input() {
+    let device = Device::flex();
+    let x = input([2, 3, 5, 5], &device).mul_scalar(1.0);
+    let before: Vec<f32> = x.clone().try_into_vec_as().unwrap();
+    let _ = leaky_relu(x.clone(), 0.2);
+    let after: Vec<f32> = x.try_into_vec_as().unwrap();
+    assert_eq!(before, after);
+}
+
 #[test]
 fn leaky_relu_matches_burn_with_gradient() {
     let device = Device::flex().autodiff();
