@@ -43,6 +43,10 @@ pub trait FastConv: Backend {
     /// `x` where it is at least 0, `slope * x` below, in one pass.
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
 
+    /// The hyperbolic tangent of each value, on all threads. The backward
+    /// step reads the output instead of computing the tangent again.
+    fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// Maximum over 2x2 windows with stride 2: `[B, C, H, W]` with even H
     /// and W to `[B, C, H / 2, W / 2]`.
     fn fast_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -107,11 +111,11 @@ fn transpose_forward(
     let mut out = im2col::input_grad(g, &values(x), &values(weight));
     let plane = g.in_size[0] * g.in_size[1];
     let bias = values(bias);
-    for image in out.chunks_exact_mut(g.input_len()) {
+    out.par_chunks_exact_mut(g.input_len()).for_each(|image| {
         for (channel, b) in image.chunks_exact_mut(plane).zip(bias.iter()) {
             channel.iter_mut().for_each(|v| *v += b);
         }
-    }
+    });
     tensor(out, input_shape(g))
 }
 
@@ -178,6 +182,30 @@ fn leaky_forward(mut x: FlexTensor, slope: f32) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
 }
 
+/// Replaces each value by its hyperbolic tangent.
+fn tanh_slice(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = v.tanh());
+}
+
+/// Writes `grad * (1 - y^2)`, the gradient through `y = tanh(x)`, over `grad`.
+#[multiversion::multiversion(targets = "simd")]
+fn tanh_grad_slice(grad: &mut [f32], y: &[f32]) {
+    for (g, &y) in grad.iter_mut().zip(y) {
+        *g *= 1.0 - y * y;
+    }
+}
+
+/// The tangent of `x`, written over `x` when nothing else shares its buffer.
+fn tanh_forward(mut x: FlexTensor) -> FlexTensor {
+    if let Some(values) = unique_values(&mut x) {
+        values.par_chunks_mut(CHUNK).for_each(tanh_slice);
+        return x;
+    }
+    let mut out = values(&x).into_owned();
+    out.par_chunks_mut(CHUNK).for_each(tanh_slice);
+    FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()))
+}
+
 fn vector(values: Vec<f32>) -> FlexTensor {
     let len = values.len();
     FlexTensor::from_data(TensorData::new(values, [len]))
@@ -227,6 +255,10 @@ fn dropout_apply(x: &FlexTensor, prob: f32, seed: u32) -> FlexTensor {
 impl FastConv for Flex {
     fn fast_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
         leaky_forward(x, slope)
+    }
+
+    fn fast_tanh(x: FlexTensor) -> FlexTensor {
+        tanh_forward(x)
     }
 
     fn fast_max_pool2x2(x: FlexTensor) -> FlexTensor {
@@ -445,6 +477,33 @@ impl Backward<Flex, 1> for LeakyReluBackward {
     }
 }
 
+/// Backward step of `fast_tanh`. The state is its output.
+#[derive(Debug)]
+struct TanhBackward;
+
+impl Backward<Flex, 1> for TanhBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node_x else {
+            return;
+        };
+        let y = values(&ops.state);
+        let mut grad = match grad.as_slice::<f32>() {
+            Some(_) => grad,
+            None => grad.to_contiguous(),
+        };
+        // `storage_mut` copies the gradient first when another tensor shares it.
+        let dx = grad.storage_mut::<f32>();
+        dx.par_chunks_mut(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .for_each(|(dx, y)| tanh_grad_slice(dx, y));
+        grads.register::<Flex>(node.id, grad);
+    }
+}
+
 /// Records `step` as the backward step of `output`, whose inputs are
 /// `parents`. The step keeps `state` only when a parent needs a gradient.
 fn record<S, C, const N: usize>(
@@ -507,6 +566,12 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         let output = leaky_forward(x, slope);
         let sign = input.unwrap_or_else(|| output.clone());
         record::<_, C, _>(LeakyReluBackward, [x_node], (sign, slope), output)
+    }
+
+    fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let output = tanh_forward(x);
+        record::<_, C, _>(TanhBackward, [x_node], output.clone(), output)
     }
 
     fn fast_conv2d(

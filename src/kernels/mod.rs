@@ -224,5 +224,13 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, negative_slope: f64) -> Tensor<D
     Tensor::from_dispatch(output)
 }
 
+/// Applies `tanh` to `x` through the custom kernel where it applies.
+pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if x.dtype() != DType::F32 || !is_flex(&x.device()) {
+        return burn::tensor::activation::tanh(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FastConv>::fast_tanh(x.into_dispatch()))
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNorm, BatchNormConfig, DropoutConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{batch_norm, conv_transpose2d, conv2d, dropout, leaky_relu, max_pool2d};
+use super::{batch_norm, conv_transpose2d, conv2d, dropout, leaky_relu, max_pool2d, tanh};
 
 /// Largest absolute difference between two tensors, relative to the
 /// largest magnitude in `expected`.
@@ -215,6 +215,41 @@ fn leaky_relu_keeps_shared_input() {
     let _ = leaky_relu(x.clone(), 0.2);
     let after: Vec<f32> = x.try_into_vec_as().unwrap();
     assert_eq!(before, after);
+}
+
+#[test]
+fn tanh_matches_burn_with_gradient() {
+    let device = Device::flex().autodiff();
+    let x = input([2, 3, 5, 5], &device).mul_scalar(3.0);
+    let run = |ours: bool| {
+        let x = x.clone().require_grad();
+        // `x * 1` is a fresh tensor, which the kernel overwrites in place.
+        let fresh = x.clone().mul_scalar(1.0);
+        let y = if ours {
+            tanh(fresh)
+        } else {
+            burn::tensor::activation::tanh(fresh)
+        };
+        let grads = (y.clone() * y.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).expect("input gradient"))
+    };
+    let (ours, our_grad) = run(true);
+    let (burns, burn_grad) = run(false);
+    let output = relative_error(ours, burns);
+    assert!(output < 1e-6, "output differs by {output}");
+    let gradient = relative_error(our_grad, burn_grad);
+    assert!(gradient < 1e-5, "gradient differs by {gradient}");
+}
+
+#[test]
+fn tanh_keeps_shared_input() {
+    let device = Device::flex();
+    let x = input([2, 3, 5, 5], &device).mul_scalar(1.0);
+    let before: Vec<f32> = x.clone().try_into_vec_as().unwrap();
+    let y: Vec<f32> = tanh(x.clone()).try_into_vec_as().unwrap();
+    let after: Vec<f32> = x.try_into_vec_as().unwrap();
+    assert_eq!(before, after);
+    assert!(y.iter().zip(&before).all(|(y, x)| (y - x.tanh()).abs() < 1e-7));
 }
 
 #[test]

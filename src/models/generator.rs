@@ -4,7 +4,6 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::tanh;
 
 use crate::kernels::{self, leaky_relu};
 
@@ -134,7 +133,7 @@ impl Generator {
 
         // [B, 32, 16, 16] -> [B, 32, 32, 32] -> [B, 3, 32, 32]
         let x = leaky_relu(kernels::conv_transpose2d(&self.up3, x), self.leaky_slope);
-        tanh(kernels::conv2d(&self.to_rgb, x))
+        kernels::tanh(kernels::conv2d(&self.to_rgb, x))
     }
 }
 
