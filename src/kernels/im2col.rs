@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::allocator::zeros;
+use super::direct;
 
 /// Sizes of a convolution with groups 1 and dilation 1, batch included.
 ///
@@ -55,7 +56,7 @@ impl ConvGeometry {
 
     /// Rows and columns of the zero-padded input that the taps read:
     /// `(out - 1) * stride + kernel` along each axis.
-    fn padded_size(&self) -> [usize; 2] {
+    pub(super) fn padded_size(&self) -> [usize; 2] {
         [0, 1].map(|axis| (self.out_size[axis] - 1) * self.stride[axis] + self.kernel[axis])
     }
 
@@ -133,7 +134,7 @@ macro_rules! with_const_width {
 /// phase. Input rows and columns beyond the padded size are
 /// never read by a tap and are left out.
 #[multiversion::multiversion(targets = "simd")]
-fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f32]) {
+pub(super) fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f32]) {
     let [hp, wp] = g.padded_size();
     let [ih, iw] = g.in_size;
     let [py, px] = g.pad_begin;
@@ -151,9 +152,13 @@ fn pad_image(g: &ConvGeometry, starts: &[usize], image: &[f32], padded: &mut [f3
                 1 => to[px..px + columns].copy_from_slice(line),
                 2 => {
                     let (even, odd) = to.split_at_mut(starts[1]);
-                    let (first, second) = if px % 2 == 0 { (even, odd) } else { (odd, even) };
+                    let (first, second) = if px % 2 == 0 {
+                        (even, odd)
+                    } else {
+                        (odd, even)
+                    };
                     let first = &mut first[px / 2..];
-                    let second = &mut second[(px + 1) / 2..];
+                    let second = &mut second[px.div_ceil(2)..];
                     let pairs = line.chunks_exact(2);
                     if let [last] = pairs.remainder() {
                         first[columns / 2] = *last;
@@ -208,9 +213,13 @@ fn crop_image(g: &ConvGeometry, starts: &[usize], padded: &[f32], image: &mut [f
                 1 => line[..columns].copy_from_slice(&row[px..px + columns]),
                 2 => {
                     let (even, odd) = row.split_at(starts[1]);
-                    let (first, second) = if px % 2 == 0 { (even, odd) } else { (odd, even) };
+                    let (first, second) = if px % 2 == 0 {
+                        (even, odd)
+                    } else {
+                        (odd, even)
+                    };
                     let first = &first[px / 2..];
-                    let second = &second[(px + 1) / 2..];
+                    let second = &second[px.div_ceil(2)..];
                     let mut pairs = line[..columns].chunks_exact_mut(2);
                     for ((pair, &a), &b) in (&mut pairs).zip(first).zip(second) {
                         pair[0] = a;
@@ -392,6 +401,9 @@ fn gather_block_transposed(images: &[f32], channels: usize, positions: usize, bl
 pub fn forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.input_len(), "conv input size");
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
+    if let Some(out) = direct::forward(g, x, weight, bias) {
+        return out;
+    }
     let mut out = zeros(g.batch * g.output_len());
     let per_block = g.images_per_block();
     out.par_chunks_mut(per_block * g.output_len())
@@ -412,6 +424,9 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Vec<f32> {
         "conv output gradient size"
     );
     assert_eq!(weight.len(), g.out_channels * g.taps(), "conv weight size");
+    if let Some(dx) = direct::input_grad(g, grad, weight) {
+        return dx;
+    }
     let mut dx = zeros(g.batch * g.input_len());
     let per_block = g.images_per_block();
     dx.par_chunks_mut(per_block * g.input_len())
@@ -453,6 +468,9 @@ pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
         g.batch * g.output_len(),
         "conv output gradient size"
     );
+    if let Some(dw) = direct::weight_grad(g, x, grad) {
+        return dw;
+    }
     let per_block = g.images_per_block();
     let dw_t = x
         .par_chunks(per_block * g.input_len())
@@ -847,6 +865,108 @@ mod tests {
             stride: [2, 2],
             pad_begin: [0, 0],
         };
+        check_products(&g);
+    }
+
+    /// Checks a geometry that the direct kernels take: on a CPU with AVX-512
+    /// all three products must come from them, and they match the definition.
+    fn check_direct_products(g: &ConvGeometry) {
+        let x = ramp(g.batch * g.input_len(), 1.0);
+        let w = ramp(g.out_channels * g.taps(), 0.3);
+        let r = ramp(g.batch * g.output_len(), 0.5);
+        if direct::available() {
+            assert!(direct::forward(g, &x, &w, None).is_some(), "direct forward");
+            assert!(
+                direct::input_grad(g, &r, &w).is_some(),
+                "direct input gradient"
+            );
+            if g.out_channels <= 4 {
+                assert!(
+                    direct::weight_grad(g, &x, &r).is_some(),
+                    "direct weight gradient"
+                );
+            }
+        }
+        check_products(g);
+        let bias = ramp(g.out_channels, 2.0);
+        let plain = forward(g, &x, &w, None);
+        let biased = forward(g, &x, &w, Some(&bias));
+        for (i, (a, b)) in biased.iter().zip(&plain).enumerate() {
+            let channel = i / g.positions() % g.out_channels;
+            assert!((a - b - bias[channel]).abs() < 1e-5, "bias at {i}");
+        }
+    }
+
+    #[test]
+    fn direct_narrow_output_matches_definition() {
+        // Like a generator's RGB layer: 3 output channels, 3x3 "same".
+        let g = ConvGeometry {
+            batch: 3,
+            in_channels: 5,
+            in_size: [4, 16],
+            out_channels: 3,
+            out_size: [4, 16],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [1, 1],
+        };
+        check_direct_products(&g);
+    }
+
+    #[test]
+    fn direct_narrow_input_matches_definition() {
+        // Like a first layer: 3 input channels, 5x5 "same", 32 wide.
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 3,
+            in_size: [4, 32],
+            out_channels: 6,
+            out_size: [4, 32],
+            kernel: [5, 5],
+            stride: [1, 1],
+            pad_begin: [2, 2],
+        };
+        check_direct_products(&g);
+    }
+
+    #[test]
+    fn direct_wide_kernel_weight_grad_matches_definition() {
+        // A 5x5 kernel with 2 output channels takes the 5-wide gradient kernel.
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 4,
+            in_size: [6, 16],
+            out_channels: 2,
+            out_size: [6, 16],
+            kernel: [5, 5],
+            stride: [1, 1],
+            pad_begin: [2, 2],
+        };
+        check_direct_products(&g);
+    }
+
+    #[test]
+    fn direct_valid_convolution_matches_definition() {
+        // No padding: the forward pass is direct, the input gradient (18
+        // wide) falls back to col2im.
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 2,
+            in_size: [6, 18],
+            out_channels: 4,
+            out_size: [4, 16],
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad_begin: [0, 0],
+        };
+        let x = ramp(g.batch * g.input_len(), 1.0);
+        let w = ramp(g.out_channels * g.taps(), 0.3);
+        let r = ramp(g.batch * g.output_len(), 0.5);
+        assert_eq!(
+            direct::forward(&g, &x, &w, None).is_some(),
+            direct::available()
+        );
+        assert!(direct::input_grad(&g, &r, &w).is_none());
         check_products(&g);
     }
 }

@@ -5,7 +5,30 @@
 //! (wgpu, other dtypes, other layer settings) runs burn's own layer.
 
 mod allocator;
+#[cfg(target_arch = "x86_64")]
+mod direct;
 mod extension;
+/// Other architectures have no direct kernels, so the im2col path runs.
+#[cfg(not(target_arch = "x86_64"))]
+mod direct {
+    use super::im2col::ConvGeometry;
+
+    pub fn available() -> bool {
+        false
+    }
+
+    pub fn forward(_: &ConvGeometry, _: &[f32], _: &[f32], _: Option<&[f32]>) -> Option<Vec<f32>> {
+        None
+    }
+
+    pub fn input_grad(_: &ConvGeometry, _: &[f32], _: &[f32]) -> Option<Vec<f32>> {
+        None
+    }
+
+    pub fn weight_grad(_: &ConvGeometry, _: &[f32], _: &[f32]) -> Option<Vec<f32>> {
+        None
+    }
+}
 pub mod im2col;
 pub mod norm;
 pub mod sparse;

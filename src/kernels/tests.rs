@@ -249,7 +249,11 @@ fn tanh_keeps_shared_input() {
     let y: Vec<f32> = tanh(x.clone()).try_into_vec_as().unwrap();
     let after: Vec<f32> = x.try_into_vec_as().unwrap();
     assert_eq!(before, after);
-    assert!(y.iter().zip(&before).all(|(y, x)| (y - x.tanh()).abs() < 1e-7));
+    assert!(
+        y.iter()
+            .zip(&before)
+            .all(|(y, x)| (y - x.tanh()).abs() < 1e-7)
+    );
 }
 
 #[test]
