@@ -47,7 +47,8 @@ pub fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// The forward pass of `g`, or `None` where the direct kernel does not apply.
+/// Computes the forward pass of `g`, or returns `None` where the direct
+/// kernel does not apply.
 pub fn forward(
     g: &ConvGeometry,
     x: &[f32],
@@ -71,8 +72,8 @@ pub fn forward(
     Some(out)
 }
 
-/// The input gradient of `g`, or `None` where the direct kernel does not
-/// apply. It is the forward pass of the adjoint convolution: the output
+/// Computes the input gradient of `g`, or returns `None` where the direct
+/// kernel does not apply. The gradient is the forward pass of the adjoint convolution: the output
 /// gradient convolved with the flipped kernel, channels swapped.
 pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Option<Vec<f32>> {
     let [kh, kw] = g.kernel;
@@ -109,8 +110,8 @@ pub fn input_grad(g: &ConvGeometry, grad: &[f32], weight: &[f32]) -> Option<Vec<
     forward(&adjoint, grad, &flipped, None)
 }
 
-/// The weight gradient of `g`, or `None` where the direct kernel does not
-/// apply: it needs at most four output channels and a 3- or 5-wide kernel.
+/// Computes the weight gradient of `g`, or returns `None` where the direct
+/// kernel does not apply: it needs at most four output channels and a 3- or 5-wide kernel.
 pub fn weight_grad(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Option<Vec<f32>> {
     let narrow_output = g.out_channels <= NARROW && matches!(g.kernel[1], 3 | 5);
     if !applies(g) || !narrow_output {
@@ -272,7 +273,7 @@ fn weight_grad_image(g: &ConvGeometry, padded: &[f32], grad: &[f32], dw: &mut [f
 /// # Safety
 ///
 /// The CPU supports AVX-512F, and `padded`, `grad` and `dw` are as large as
-/// `g` says.
+/// `g` requires.
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_grad_block<const C: usize, const K: usize>(
     (g, padded, grad): (&ConvGeometry, &[f32], &[f32]),

@@ -43,8 +43,8 @@ pub trait FastConv: Backend {
     /// `x` where it is at least 0, `slope * x` below, in one pass.
     fn fast_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
 
-    /// The hyperbolic tangent of each value, on all threads. The backward
-    /// step reads the output instead of computing the tangent again.
+    /// Computes the hyperbolic tangent of each value on all threads. The
+    /// backward step reads the output instead of computing the tangent again.
     fn fast_tanh(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Maximum over 2x2 windows with stride 2: `[B, C, H, W]` with even H
@@ -166,7 +166,8 @@ fn unique_values(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
     (storage.len() == len).then_some(storage)
 }
 
-/// LeakyReLU of `x`, written over `x` when nothing else shares its buffer.
+/// Computes LeakyReLU of `x`, written over `x` when nothing else shares its
+/// buffer.
 fn leaky_forward(mut x: FlexTensor, slope: f32) -> FlexTensor {
     if let Some(values) = unique_values(&mut x) {
         values
@@ -195,7 +196,8 @@ fn tanh_grad_slice(grad: &mut [f32], y: &[f32]) {
     }
 }
 
-/// The tangent of `x`, written over `x` when nothing else shares its buffer.
+/// Computes the tangent of `x`, written over `x` when nothing else shares
+/// its buffer.
 fn tanh_forward(mut x: FlexTensor) -> FlexTensor {
     if let Some(values) = unique_values(&mut x) {
         values.par_chunks_mut(CHUNK).for_each(tanh_slice);
