@@ -189,7 +189,7 @@ fn forward_image(
 /// # Safety
 ///
 /// The CPU supports AVX-512F, and `padded`, `weight` and `out` are as large
-/// as `g` says.
+/// as `g` requires.
 #[target_feature(enable = "avx512f")]
 unsafe fn forward_block<const V: usize, const B: usize>(
     (g, padded, weight, bias, first): (&ConvGeometry, &[f32], &[f32], Option<&[f32]>, usize),
