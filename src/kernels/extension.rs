@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::allocator::zeros;
 use super::im2col::{self, ConvGeometry};
 use super::norm::{self, NormGeometry};
+use super::optim::{self, AdamaxStep};
 use super::sparse;
 
 /// Convolutions and LeakyReLU computed here instead of by burn-flex.
@@ -63,6 +64,17 @@ pub trait FastConv: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// One Adamax update of a parameter with its gradient, first moment and
+    /// infinity norm: the new parameter, moment and norm, none of which
+    /// carries a gradient.
+    fn fast_adamax(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        step: AdamaxStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -164,6 +176,34 @@ fn unique_values(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
     let len = tensor.as_slice::<f32>()?.len();
     let storage = tensor.try_storage_mut::<f32>()?;
     (storage.len() == len).then_some(storage)
+}
+
+/// Returns `tensor` itself when its values can be written in place, or a
+/// contiguous copy that can.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    if unique_values(&mut tensor).is_some() {
+        return tensor;
+    }
+    let shape = tensor.layout().shape().clone();
+    FlexTensor::from_data(TensorData::new(values(&tensor).into_owned(), shape))
+}
+
+fn adamax_apply(
+    param: FlexTensor,
+    grad: &FlexTensor,
+    moment: FlexTensor,
+    norm: FlexTensor,
+    step: AdamaxStep,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (mut param, mut moment, mut norm) = (writable(param), writable(moment), writable(norm));
+    optim::adamax(
+        param.storage_mut::<f32>(),
+        &values(grad),
+        moment.storage_mut::<f32>(),
+        norm.storage_mut::<f32>(),
+        step,
+    );
+    (param, moment, norm)
 }
 
 /// Computes LeakyReLU of `x`, written over `x` when nothing else shares its
@@ -269,6 +309,16 @@ impl FastConv for Flex {
 
     fn fast_dropout(x: FlexTensor, prob: f32, seed: u32) -> FlexTensor {
         dropout_apply(&x, prob, seed)
+    }
+
+    fn fast_adamax(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment: FlexTensor,
+        norm: FlexTensor,
+        step: AdamaxStep,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        adamax_apply(param, &grad, moment, norm, step)
     }
 
     fn fast_batch_norm_train(
@@ -530,6 +580,19 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         let shape = x.layout().shape().dims::<4>();
         let (output, winners) = pool_forward(&x);
         record::<_, C, _>(MaxPoolBackward, [x_node], (shape, winners), output)
+    }
+
+    fn fast_adamax(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment: FloatTensor<Self>,
+        norm: FloatTensor<Self>,
+        step: AdamaxStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [param, grad, moment, norm] = [param, grad, moment, norm].map(|t| t.into_parts().0);
+        let (param, moment, norm) = adamax_apply(param, &grad, moment, norm, step);
+        let leaf = FloatTensor::<Self>::new;
+        (leaf(param), leaf(moment), leaf(norm))
     }
 
     fn fast_dropout(x: FloatTensor<Self>, prob: f32, seed: u32) -> FloatTensor<Self> {

@@ -31,6 +31,7 @@ mod direct {
 }
 pub mod im2col;
 pub mod norm;
+pub mod optim;
 pub mod sparse;
 
 pub use allocator::keep_freed_memory;
@@ -245,6 +246,42 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, negative_slope: f64) -> Tensor<D
     }
     let output = <Dispatch as FastConv>::fast_leaky_relu(x.into_dispatch(), negative_slope as f32);
     Tensor::from_dispatch(output)
+}
+
+/// Runs one Adamax update of `param` and returns the new parameter, first
+/// moment and infinity norm. On the flex device with f32 values the update
+/// is one fused pass, which writes over the tensors that nothing else
+/// shares. Elsewhere it runs the same formula as tensor ops.
+pub fn adamax<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment: Tensor<D>,
+    norm: Tensor<D>,
+    step: optim::AdamaxStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let tensors = [&param, &grad, &moment, &norm];
+    if tensors
+        .iter()
+        .any(|t| t.dtype() != DType::F32 || !is_flex(&t.device()))
+    {
+        let moment = moment
+            .mul_scalar(step.beta_1)
+            .add(grad.clone().mul_scalar(1.0 - step.beta_1));
+        let norm = norm.mul_scalar(step.beta_2).max_pair(grad.abs());
+        let delta = moment
+            .clone()
+            .div(norm.clone().add_scalar(step.epsilon))
+            .mul_scalar(step.step_size);
+        return (param - delta, moment, norm);
+    }
+    let [param, grad, moment, norm] = [param, grad, moment, norm].map(Tensor::into_dispatch);
+    let (param, moment, norm) =
+        <Dispatch as FastConv>::fast_adamax(param, grad, moment, norm, step);
+    (
+        Tensor::from_dispatch(param),
+        Tensor::from_dispatch(moment),
+        Tensor::from_dispatch(norm),
+    )
 }
 
 /// Applies `tanh` to `x` through the custom kernel where it applies.

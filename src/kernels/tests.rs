@@ -407,3 +407,39 @@ fn dropout_outside_training_is_identity() {
     let layer = DropoutConfig::new(0.5).init();
     assert_eq!(relative_error(dropout(&layer, x.clone()), x), 0.0);
 }
+
+#[test]
+fn fused_adamax_matches_tensor_ops() {
+    let device = Device::flex();
+    let [param, grad, moment] = [1, 2, 3].map(|salt| pseudo_random([2, 3, 4, 5], salt, &device));
+    let norm = pseudo_random([2, 3, 4, 5], 4, &device).abs();
+    let step = super::optim::AdamaxStep {
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-7,
+        step_size: 0.005,
+    };
+    let before: Vec<f32> = param.clone().try_into_vec_as().unwrap();
+    let (new_param, new_moment, new_norm) = super::adamax(
+        param.clone(),
+        grad.clone(),
+        moment.clone(),
+        norm.clone(),
+        step,
+    );
+    let expected_moment = moment.mul_scalar(0.9).add(grad.clone().mul_scalar(0.1));
+    let expected_norm = norm.mul_scalar(0.999).max_pair(grad.abs());
+    let delta = expected_moment
+        .clone()
+        .div(expected_norm.clone().add_scalar(1e-7))
+        .mul_scalar(0.005);
+    assert!(relative_error(new_moment, expected_moment) < 1e-6, "moment");
+    assert!(relative_error(new_norm, expected_norm) < 1e-6, "norm");
+    assert!(
+        relative_error(new_param, param.clone() - delta) < 1e-6,
+        "parameter"
+    );
+    // The caller still holds `param`, so the update must not write over it.
+    let after: Vec<f32> = param.try_into_vec_as().unwrap();
+    assert_eq!(before, after);
+}

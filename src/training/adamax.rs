@@ -7,6 +7,8 @@ use burn::optim::{LearningRate, ModuleOptimizer, Optimizer, RecordState, StateSi
 use burn::store::burn_pack::Scalar;
 use burn::tensor::{Device, Tensor};
 
+use crate::kernels::{self, optim::AdamaxStep};
+
 /// Adamax hyper-parameters; the defaults are Keras'.
 #[derive(Config, Debug)]
 pub struct AdamaxConfig {
@@ -70,25 +72,19 @@ impl Optimizer for Adamax {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let (time, moment, norm) = match state {
-            Some(state) => (
-                state.time + 1,
-                state
-                    .moment
-                    .mul_scalar(self.beta_1)
-                    .add(grad.clone().mul_scalar(1.0 - self.beta_1)),
-                state.norm.mul_scalar(self.beta_2).max_pair(grad.abs()),
-            ),
-            None => (1, grad.clone().mul_scalar(1.0 - self.beta_1), grad.abs()),
+            Some(state) => (state.time + 1, state.moment, state.norm),
+            None => (1, grad.zeros_like(), grad.zeros_like()),
         };
-
         let bias_correction = 1.0 - (self.beta_1 as f64).powi(time as i32);
-        let step_size = lr / bias_correction;
-        let delta = moment
-            .clone()
-            .div(norm.clone().add_scalar(self.epsilon))
-            .mul_scalar(step_size);
+        let step = AdamaxStep {
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            step_size: (lr / bias_correction) as f32,
+        };
+        let (tensor, moment, norm) = kernels::adamax(tensor, grad, moment, norm, step);
         let state = AdamaxState { time, moment, norm };
-        (tensor - delta, Some(state))
+        (tensor, Some(state))
     }
 
     fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
