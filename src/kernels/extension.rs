@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::allocator::zeros;
 use super::im2col::{self, ConvGeometry};
 use super::norm::{self, NormGeometry};
-use super::optim::{self, AdamaxStep};
+use super::optim::{self, Update};
 use super::sparse;
 
 /// Convolutions and LeakyReLU computed here instead of by burn-flex.
@@ -66,15 +66,14 @@ pub trait FastConv: Backend {
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// One Adamax update of a parameter with its gradient, first moment and
-    /// infinity norm: the new parameter, moment and norm, none of which
-    /// carries a gradient.
-    fn fast_adamax(
+    /// One optimizer update of a parameter with its gradient and two state
+    /// tensors: the new parameter and state, none of which carries a gradient.
+    fn fast_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        moment: FloatTensor<Self>,
-        norm: FloatTensor<Self>,
-        step: AdamaxStep,
+        first: FloatTensor<Self>,
+        second: FloatTensor<Self>,
+        rule: Update,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -188,22 +187,22 @@ fn writable(mut tensor: FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values(&tensor).into_owned(), shape))
 }
 
-fn adamax_apply(
+fn update_apply(
     param: FlexTensor,
     grad: &FlexTensor,
-    moment: FlexTensor,
-    norm: FlexTensor,
-    step: AdamaxStep,
+    first: FlexTensor,
+    second: FlexTensor,
+    rule: Update,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (mut param, mut moment, mut norm) = (writable(param), writable(moment), writable(norm));
-    optim::adamax(
+    let (mut param, mut first, mut second) = (writable(param), writable(first), writable(second));
+    optim::update(
         param.storage_mut::<f32>(),
         &values(grad),
-        moment.storage_mut::<f32>(),
-        norm.storage_mut::<f32>(),
-        step,
+        first.storage_mut::<f32>(),
+        second.storage_mut::<f32>(),
+        rule,
     );
-    (param, moment, norm)
+    (param, first, second)
 }
 
 /// Computes LeakyReLU of `x`, written over `x` when nothing else shares its
@@ -311,14 +310,14 @@ impl FastConv for Flex {
         dropout_apply(&x, prob, seed)
     }
 
-    fn fast_adamax(
+    fn fast_update(
         param: FlexTensor,
         grad: FlexTensor,
-        moment: FlexTensor,
-        norm: FlexTensor,
-        step: AdamaxStep,
+        first: FlexTensor,
+        second: FlexTensor,
+        rule: Update,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        adamax_apply(param, &grad, moment, norm, step)
+        update_apply(param, &grad, first, second, rule)
     }
 
     fn fast_batch_norm_train(
@@ -582,17 +581,17 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         record::<_, C, _>(MaxPoolBackward, [x_node], (shape, winners), output)
     }
 
-    fn fast_adamax(
+    fn fast_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        moment: FloatTensor<Self>,
-        norm: FloatTensor<Self>,
-        step: AdamaxStep,
+        first: FloatTensor<Self>,
+        second: FloatTensor<Self>,
+        rule: Update,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [param, grad, moment, norm] = [param, grad, moment, norm].map(|t| t.into_parts().0);
-        let (param, moment, norm) = adamax_apply(param, &grad, moment, norm, step);
+        let [param, grad, first, second] = [param, grad, first, second].map(|t| t.into_parts().0);
+        let (param, first, second) = update_apply(param, &grad, first, second, rule);
         let leaf = FloatTensor::<Self>::new;
-        (leaf(param), leaf(moment), leaf(norm))
+        (leaf(param), leaf(first), leaf(second))
     }
 
     fn fast_dropout(x: FloatTensor<Self>, prob: f32, seed: u32) -> FloatTensor<Self> {

@@ -248,40 +248,70 @@ pub fn leaky_relu<const D: usize>(x: Tensor<D>, negative_slope: f64) -> Tensor<D
     Tensor::from_dispatch(output)
 }
 
-/// Runs one Adamax update of `param` and returns the new parameter, first
-/// moment and infinity norm. On the flex device with f32 values the update
+/// Runs one optimizer update of `param` and returns the new parameter and
+/// its two state tensors (Adam: first and second moment, Adamax: first
+/// moment and infinity norm). On the flex device with f32 values the update
 /// is one fused pass, which writes over the tensors that nothing else
 /// shares. Elsewhere it runs the same formula as tensor ops.
-pub fn adamax<const D: usize>(
+pub fn optimizer_update<const D: usize>(
     param: Tensor<D>,
     grad: Tensor<D>,
-    moment: Tensor<D>,
-    norm: Tensor<D>,
-    step: optim::AdamaxStep,
+    first: Tensor<D>,
+    second: Tensor<D>,
+    rule: optim::Update,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
-    let tensors = [&param, &grad, &moment, &norm];
+    let tensors = [&param, &grad, &first, &second];
     if tensors
         .iter()
         .any(|t| t.dtype() != DType::F32 || !is_flex(&t.device()))
     {
-        let moment = moment
-            .mul_scalar(step.beta_1)
-            .add(grad.clone().mul_scalar(1.0 - step.beta_1));
-        let norm = norm.mul_scalar(step.beta_2).max_pair(grad.abs());
-        let delta = moment
-            .clone()
-            .div(norm.clone().add_scalar(step.epsilon))
-            .mul_scalar(step.step_size);
-        return (param - delta, moment, norm);
+        return update_with_tensor_ops(param, grad, first, second, rule);
     }
-    let [param, grad, moment, norm] = [param, grad, moment, norm].map(Tensor::into_dispatch);
-    let (param, moment, norm) =
-        <Dispatch as FastConv>::fast_adamax(param, grad, moment, norm, step);
+    let [param, grad, first, second] = [param, grad, first, second].map(Tensor::into_dispatch);
+    let (param, first, second) =
+        <Dispatch as FastConv>::fast_update(param, grad, first, second, rule);
     (
         Tensor::from_dispatch(param),
-        Tensor::from_dispatch(moment),
-        Tensor::from_dispatch(norm),
+        Tensor::from_dispatch(first),
+        Tensor::from_dispatch(second),
     )
+}
+
+/// Runs `optimizer_update` as tensor ops, for devices without the fused kernel.
+fn update_with_tensor_ops<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    first: Tensor<D>,
+    second: Tensor<D>,
+    rule: optim::Update,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    match rule {
+        optim::Update::Adam(step) => {
+            let moment = first
+                .mul_scalar(step.beta_1)
+                .add(grad.clone().mul_scalar(1.0 - step.beta_1));
+            let second = second
+                .mul_scalar(step.beta_2)
+                .add(grad.square().mul_scalar(1.0 - step.beta_2));
+            let delta = moment
+                .clone()
+                .mul_scalar(step.scale)
+                .div(second.clone().sqrt().add_scalar(step.epsilon))
+                .mul_scalar(step.learning_rate);
+            (param - delta, moment, second)
+        }
+        optim::Update::Adamax(step) => {
+            let moment = first
+                .mul_scalar(step.beta_1)
+                .add(grad.clone().mul_scalar(1.0 - step.beta_1));
+            let norm = second.mul_scalar(step.beta_2).max_pair(grad.abs());
+            let delta = moment
+                .clone()
+                .div(norm.clone().add_scalar(step.epsilon))
+                .mul_scalar(step.step_size);
+            (param - delta, moment, norm)
+        }
+    }
 }
 
 /// Applies `tanh` to `x` through the custom kernel where it applies.

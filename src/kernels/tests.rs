@@ -420,12 +420,12 @@ fn fused_adamax_matches_tensor_ops() {
         step_size: 0.005,
     };
     let before: Vec<f32> = param.clone().try_into_vec_as().unwrap();
-    let (new_param, new_moment, new_norm) = super::adamax(
+    let (new_param, new_moment, new_norm) = super::optimizer_update(
         param.clone(),
         grad.clone(),
         moment.clone(),
         norm.clone(),
-        step,
+        super::optim::Update::Adamax(step),
     );
     let expected_moment = moment.mul_scalar(0.9).add(grad.clone().mul_scalar(0.1));
     let expected_norm = norm.mul_scalar(0.999).max_pair(grad.abs());

@@ -7,7 +7,7 @@ use burn::optim::{LearningRate, ModuleOptimizer, Optimizer, RecordState, StateSi
 use burn::store::burn_pack::Scalar;
 use burn::tensor::{Device, Tensor};
 
-use crate::kernels::{self, optim::AdamaxStep};
+use crate::kernels::{self, optim::AdamaxStep, optim::Update};
 
 /// Adamax hyper-parameters; the defaults are Keras'.
 #[derive(Config, Debug)]
@@ -82,7 +82,8 @@ impl Optimizer for Adamax {
             epsilon: self.epsilon,
             step_size: (lr / bias_correction) as f32,
         };
-        let (tensor, moment, norm) = kernels::adamax(tensor, grad, moment, norm, step);
+        let (tensor, moment, norm) =
+            kernels::optimizer_update(tensor, grad, moment, norm, Update::Adamax(step));
         let state = AdamaxState { time, moment, norm };
         (tensor, Some(state))
     }

@@ -8,13 +8,14 @@
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use rand::RngExt;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand_distr::StandardNormal;
 
+use super::adam::FusedAdam;
 use super::checkpoint::{self, DISCRIMINATOR, GENERATOR, TrainingState};
 use super::losses::bce_with_logits;
 use super::tensors::{PixelScale, images_to_tensor};
@@ -139,10 +140,11 @@ impl GanTrainer {
         // initial weights and dropout masks repeat across runs only when no
         // other training runs concurrently in the same process.
         device.seed(config.seed);
-        let adam = AdamConfig::new()
-            .with_beta_1(config.beta1 as f32)
-            .with_beta_2(0.999)
-            .with_epsilon(1e-7);
+        let adam = FusedAdam {
+            beta_1: config.beta1 as f32,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+        };
         GanTrainer {
             generator: config.generator.init(&device),
             discriminator: config.discriminator.init(&device),

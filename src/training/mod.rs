@@ -2,6 +2,7 @@
 //! optimizer, the GAN and classifier loops, checkpoints and inference.
 //! Nothing here talks to the network; the federation calls these functions.
 
+pub mod adam;
 pub mod adamax;
 pub mod bench;
 pub mod checkpoint;
