@@ -32,13 +32,14 @@ fn pool_plane(x: &[f32], width: usize, out: &mut [f32], winners: &mut [u8]) {
         .chunks_exact_mut(half)
         .zip(winners.chunks_exact_mut(half));
     for (y, (out, winners)) in rows.enumerate() {
-        let top = &x[2 * y * width..][..width];
-        let bottom = &x[(2 * y + 1) * width..][..width];
-        for i in 0..half {
+        let top = x[2 * y * width..][..width].chunks_exact(2);
+        let bottom = x[(2 * y + 1) * width..][..width].chunks_exact(2);
+        let windows = top.zip(bottom).zip(out.iter_mut().zip(winners.iter_mut()));
+        for ((top, bottom), (out, winner)) in windows {
             // Pairwise selects instead of a scan keep the loop free of
             // branches on the data. A strict comparison keeps the first of equal values.
-            let (a, b) = (top[2 * i], top[2 * i + 1]);
-            let (c, d) = (bottom[2 * i], bottom[2 * i + 1]);
+            let (a, b) = (top[0], top[1]);
+            let (c, d) = (bottom[0], bottom[1]);
             let (upper, upper_at) = if b > a { (b, 1) } else { (a, 0) };
             let (lower, lower_at) = if d > c { (d, 3) } else { (c, 2) };
             let (best, best_at) = if lower > upper {
@@ -46,8 +47,8 @@ fn pool_plane(x: &[f32], width: usize, out: &mut [f32], winners: &mut [u8]) {
             } else {
                 (upper, upper_at)
             };
-            out[i] = best;
-            winners[i] = best_at;
+            *out = best;
+            *winner = best_at;
         }
     }
 }
@@ -70,12 +71,12 @@ fn unpool_plane(grad: &[f32], winners: &[u8], width: usize, dx: &mut [f32]) {
     let rows = grad.chunks_exact(half).zip(winners.chunks_exact(half));
     for (y, (grad, winners)) in rows.enumerate() {
         let (top, bottom) = dx[2 * y * width..(2 * y + 2) * width].split_at_mut(width);
-        for i in 0..half {
-            let (g, w) = (grad[i], winners[i]);
-            top[2 * i] = if w == 0 { g } else { 0.0 };
-            top[2 * i + 1] = if w == 1 { g } else { 0.0 };
-            bottom[2 * i] = if w == 2 { g } else { 0.0 };
-            bottom[2 * i + 1] = if w == 3 { g } else { 0.0 };
+        let windows = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+        for (((top, bottom), &g), &w) in windows.zip(grad).zip(winners) {
+            top[0] = if w == 0 { g } else { 0.0 };
+            top[1] = if w == 1 { g } else { 0.0 };
+            bottom[0] = if w == 2 { g } else { 0.0 };
+            bottom[1] = if w == 3 { g } else { 0.0 };
         }
     }
 }
