@@ -285,11 +285,15 @@ fn update_with_tensor_ops<const D: usize>(
     second: Tensor<D>,
     rule: optim::Update,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let beta_1 = match rule {
+        optim::Update::Adam(step) => step.beta_1,
+        optim::Update::Adamax(step) => step.beta_1,
+    };
+    let moment = first
+        .mul_scalar(beta_1)
+        .add(grad.clone().mul_scalar(1.0 - beta_1));
     match rule {
         optim::Update::Adam(step) => {
-            let moment = first
-                .mul_scalar(step.beta_1)
-                .add(grad.clone().mul_scalar(1.0 - step.beta_1));
             let second = second
                 .mul_scalar(step.beta_2)
                 .add(grad.square().mul_scalar(1.0 - step.beta_2));
@@ -301,9 +305,6 @@ fn update_with_tensor_ops<const D: usize>(
             (param - delta, moment, second)
         }
         optim::Update::Adamax(step) => {
-            let moment = first
-                .mul_scalar(step.beta_1)
-                .add(grad.clone().mul_scalar(1.0 - step.beta_1));
             let norm = second.mul_scalar(step.beta_2).max_pair(grad.abs());
             let delta = moment
                 .clone()

@@ -443,3 +443,41 @@ fn fused_adamax_matches_tensor_ops() {
     let after: Vec<f32> = param.try_into_vec_as().unwrap();
     assert_eq!(before, after);
 }
+
+#[test]
+fn fused_updates_match_tensor_op_fallback() {
+    let device = Device::flex();
+    let [param, grad, first] = [5, 6, 7].map(|salt| pseudo_random([3, 4, 5, 6], salt, &device));
+    let second = pseudo_random([3, 4, 5, 6], 8, &device).abs();
+    let rules = [
+        super::optim::Update::Adam(super::optim::AdamStep {
+            beta_1: 0.5,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            scale: 1.3,
+            learning_rate: 2e-4,
+        }),
+        super::optim::Update::Adamax(super::optim::AdamaxStep {
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-7,
+            step_size: 5e-3,
+        }),
+    ];
+    for rule in rules {
+        let inputs = || (param.clone(), grad.clone(), first.clone(), second.clone());
+        let (p, g, f, s) = inputs();
+        let fused = super::optimizer_update(p, g, f, s, rule);
+        let (p, g, f, s) = inputs();
+        let ops = super::update_with_tensor_ops(p, g, f, s, rule);
+        assert!(relative_error(fused.0, ops.0) < 1e-6, "parameter, {rule:?}");
+        assert!(
+            relative_error(fused.1, ops.1) < 1e-6,
+            "first state, {rule:?}"
+        );
+        assert!(
+            relative_error(fused.2, ops.2) < 1e-6,
+            "second state, {rule:?}"
+        );
+    }
+}
