@@ -139,6 +139,20 @@ fn conv2d_valid_padding_matches_burn() {
     check_conv(config, [2, 2, 7, 7]);
 }
 
+// On CPUs with AVX-512, these two take the direct kernels: stride 1, at most
+// 4 channels on one side, and 16 or 32 output columns.
+#[test]
+fn conv2d_direct_narrow_input_matches_burn() {
+    let config = Conv2dConfig::new([3, 8], [5, 5]).with_padding(PaddingConfig2d::Same);
+    check_conv(config, [2, 3, 16, 16]);
+}
+
+#[test]
+fn conv2d_direct_narrow_output_matches_burn() {
+    let config = Conv2dConfig::new([8, 3], [3, 3]).with_padding(PaddingConfig2d::Same);
+    check_conv(config, [2, 8, 6, 32]);
+}
+
 #[test]
 fn conv_transpose2d_doubling_matches_burn() {
     // The generator's upsampling: 5x5, stride 2, padding 2, output padding 1.
