@@ -20,6 +20,7 @@
 //! - [`report`]: the run folder, `report.json` and `report.md`.
 //! - [`fsutil`]: atomic file writes.
 //! - [`progress`]: progress bars that stay quiet off a terminal.
+//! - [`signals`]: waiting for SIGINT or SIGTERM to stop cleanly.
 
 pub mod backend;
 pub mod cli;
@@ -33,4 +34,5 @@ pub mod models;
 pub mod privacy;
 pub mod progress;
 pub mod report;
+pub mod signals;
 pub mod training;

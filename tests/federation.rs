@@ -431,3 +431,21 @@ fn busy_port_leaves_no_run_folder() {
     );
     drop(busy);
 }
+
+#[test]
+fn coordinator_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path(), 2, 2, "join_timeout_s = 120");
+    let (mut coordinator, _url) = start_coordinator(dir.path(), &manifest);
+    let pid = coordinator.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = coordinator.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "an interrupted coordinator must fail");
+
+    let report = read_report(dir.path());
+    assert_eq!(report["status"]["state"], "interrupted");
+    let reason = report["status"]["reason"].as_str().unwrap();
+    assert!(reason.contains("SIGTERM"), "{reason}");
+    assert!(reason.contains("join phase"), "{reason}");
+}

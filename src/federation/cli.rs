@@ -50,7 +50,7 @@ pub struct SiteArgs {
 pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut manifest = Manifest::load(&args.manifest)?;
     global.override_backend(&mut manifest)?;
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     tracing::debug!(threads, "compute threads");
     let config = coordinator::CoordinatorConfig {
         address: args
@@ -83,7 +83,7 @@ pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result
 
 /// Runs one site until the coordinator reports the run done.
 pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     tracing::debug!(threads, "compute threads");
     let work_dir = args
         .work_dir
@@ -104,19 +104,19 @@ pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let finished = runtime.block_on(async {
         tokio::select! {
-            result = site::run(config) => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+            result = site::run(config) => Ok(result),
+            signal = crate::signals::stop_requested() => Err(signal),
         }
     });
     match finished {
-        Some(result) => result,
-        None => {
-            tracing::warn!("interrupted by Ctrl-C (SIGINT); stopping");
+        Ok(result) => result,
+        Err(signal) => {
+            tracing::warn!("interrupted by {signal}; stopping");
             // Local training cannot be cancelled, so it ends with the process.
             runtime.shutdown_background();
             stop_writes(&work_dir);
             bail!(
-                "interrupted by Ctrl-C; {} contains the last finished checkpoints",
+                "interrupted by {signal}; {} contains the last finished checkpoints",
                 work_dir.display()
             )
         }

@@ -1,5 +1,5 @@
 //! One local run: starts the coordinator, waits for its address file,
-//! starts the sites, forwards Ctrl-C, and waits for every child. The
+//! starts the sites, forwards Ctrl-C and SIGTERM, and waits for every child. The
 //! centralised baseline and the exit code are left to the caller.
 
 use std::path::Path;
@@ -22,11 +22,11 @@ const SITE_EXIT_GRACE: Duration = Duration::from_secs(20);
 const SIGINT_GRACE: Duration = Duration::from_secs(10);
 
 /// The end of a local run: the coordinator's exit status and whether
-/// Ctrl-C stopped it.
+/// Ctrl-C or SIGTERM stopped it.
 #[derive(Debug)]
 pub struct LaunchOutcome {
     pub coordinator: ExitStatus,
-    /// Whether the run was stopped by Ctrl-C (SIGINT to the launcher).
+    /// Whether Ctrl-C or SIGTERM to the launcher stopped the run.
     pub interrupted: bool,
 }
 
@@ -47,12 +47,12 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
 
     let address_file = plan.address_file();
     let address = tokio::select! {
-        address = wait_for_address(&address_file, &coordinator) => Some(address),
-        _ = tokio::signal::ctrl_c() => None,
+        address = wait_for_address(&address_file, &coordinator) => Ok(address),
+        signal = crate::signals::stop_requested() => Err(signal),
     };
     let address = match address {
-        Some(Ok(Some(address))) => address,
-        Some(Ok(None)) => {
+        Ok(Ok(Some(address))) => address,
+        Ok(Ok(None)) => {
             let status = coordinator.wait().await?;
             bail!(
                 "the coordinator exited ({status}) before writing its address to {}; \
@@ -60,13 +60,13 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
                 address_file.display()
             );
         }
-        Some(Err(err)) => {
+        Ok(Err(err)) => {
             let _ = stop.send(true);
             let _ = coordinator.wait().await;
             return Err(err);
         }
-        None => {
-            tracing::warn!("interrupted before the coordinator was ready; stopping it");
+        Err(signal) => {
+            tracing::warn!("interrupted by {signal} before the coordinator was ready; stopping it");
             let _ = stop.send(true);
             let status = coordinator.wait().await?;
             return Ok(LaunchOutcome {
@@ -109,7 +109,7 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
     })
 }
 
-/// Waits for the coordinator; a Ctrl-C meanwhile stops every child.
+/// Waits for the coordinator; Ctrl-C or SIGTERM meanwhile stops every child.
 async fn wait_for_coordinator(
     coordinator: Supervised,
     stop: &watch::Sender<bool>,
@@ -118,13 +118,13 @@ async fn wait_for_coordinator(
     let wait = coordinator.wait();
     tokio::pin!(wait);
     let finished = tokio::select! {
-        status = &mut wait => Some(status),
-        _ = tokio::signal::ctrl_c() => None,
+        status = &mut wait => Ok(status),
+        signal = crate::signals::stop_requested() => Err(signal),
     };
     let (status, interrupted) = match finished {
-        Some(status) => (status, false),
-        None => {
-            tracing::warn!("interrupted; forwarding SIGINT to every child");
+        Ok(status) => (status, false),
+        Err(signal) => {
+            tracing::warn!("interrupted by {signal}; forwarding SIGINT to every child");
             let _ = stop.send(true);
             (wait.await, true)
         }

@@ -82,7 +82,7 @@ pub enum RunStatus {
     Failed {
         reason: String,
     },
-    /// Stopped by Ctrl-C (SIGINT) before the run reached an outcome.
+    /// Stopped by Ctrl-C (SIGINT) or SIGTERM before the run reached an outcome.
     Interrupted {
         reason: String,
     },

@@ -46,7 +46,7 @@ pub struct CoordinatorConfig {
 #[derive(Clone, Debug)]
 pub struct RunOutcome {
     pub completed: bool,
-    /// Whether Ctrl-C (SIGINT) stopped the run, as its report records.
+    /// Whether Ctrl-C (SIGINT) or SIGTERM stopped the run, as its report records.
     pub interrupted: bool,
     pub reason: Option<String>,
     pub report_path: PathBuf,
@@ -121,9 +121,9 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     };
     let (final_classifier, pooled_histogram) = tokio::select! {
         result = work => result,
-        _ = tokio::signal::ctrl_c() => {
+        signal = crate::signals::stop_requested() => {
             let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
-            let reason = format!("Ctrl-C (SIGINT) during the {} phase", guard.phase_name());
+            let reason = format!("{signal} during the {} phase", guard.phase_name());
             guard.finish(Outcome::Interrupted(reason), Instant::now());
             (None, Vec::new())
         }
