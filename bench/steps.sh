@@ -8,10 +8,26 @@
 # Creates bench/.venv with torch and tensorflow-cpu from PyPI on first use.
 set -euo pipefail
 
+if [ $# -gt 3 ]; then
+    echo "usage: bench/steps.sh [ROUNDS [WARMUP [ITERS]]] (got $# arguments)" >&2
+    exit 2
+fi
 rounds=${1:-3}
 warmup=${2:-2}
 iters=${3:-5}
 threads=${FEDSYNTH_THREADS:-0}
+
+# Each count must be a whole number; ROUNDS and ITERS at least 1.
+check_count() {
+    local name=$1 value=$2 minimum=$3
+    if ! [[ $value =~ ^[0-9]+$ ]] || [ "$value" -lt "$minimum" ]; then
+        echo "invalid $name '$value': use a whole number of at least $minimum" >&2
+        exit 2
+    fi
+}
+check_count ROUNDS "$rounds" 1
+check_count WARMUP "$warmup" 0
+check_count ITERS "$iters" 1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/bench/.venv"
@@ -66,13 +82,15 @@ awk '
         }
         split("gan classifier", steps, " ")
         split("fedsynth torch tensorflow", names, " ")
+        # Keras runs on TensorFlow; the rows name the API that the models use.
+        split("fedsynth pytorch keras", labels, " ")
         for (s = 1; s <= 2; s++)
             for (f = 1; f <= 3; f++) {
                 key = names[f] " " steps[s]
                 if (!(key in median)) continue
-                printf "%-10s %-10s median %.4f s/step", names[f], steps[s], median[key]
+                printf "%-10s %-10s median %.4f s/step", labels[f], steps[s], median[key]
                 if (f > 1)
-                    printf "  fedsynth / %s = %.2f", names[f], median["fedsynth " steps[s]] / median[key]
+                    printf "  fedsynth / %s = %.2f", labels[f], median["fedsynth " steps[s]] / median[key]
                 printf "\n"
             }
     }' "$results"

@@ -83,20 +83,30 @@ fn gemm_baseline(repetitions: usize) -> f64 {
     2.0 * (m * n * k * calls) as f64 / time / 1e9
 }
 
+/// Parses a count argument named `name`, `default` when absent, and exits
+/// with a message when it is not a whole number of at least `minimum`.
+fn count_argument(value: Option<String>, name: &str, default: usize, minimum: usize) -> usize {
+    let Some(value) = value else {
+        return default;
+    };
+    match value.parse::<usize>() {
+        Ok(count) if count >= minimum => count,
+        _ => {
+            eprintln!("invalid {name} `{value}`: use a whole number of at least {minimum}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let threads: usize = args.next().map_or(2, |t| {
-        t.parse()
-            .expect("THREADS must be a whole number, such as 2")
-    });
-    let repetitions: usize = args.next().map_or(10, |r| {
-        r.parse()
-            .expect("REPETITIONS must be a whole number, such as 10")
-    });
+    let threads = count_argument(args.next(), "THREADS (0 for every core)", 2, 0);
+    let repetitions = count_argument(args.next(), "REPETITIONS", 10, 1);
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
         .expect("the global thread pool is built once");
+    let threads = rayon::current_num_threads();
 
     // Each transposed convolution of the generator is listed as the
     // convolution whose input gradient is its forward pass.

@@ -65,26 +65,62 @@ fn wgpu_device() -> Result<Device, BackendError> {
     Err(BackendError::NotCompiled(BackendKind::Wgpu))
 }
 
-/// Sizes the global rayon pool that the `flex` backend computes on.
+/// The largest `--threads` or `run.threads` accepted. More threads than
+/// cores only slow training down, and tens of thousands of threads exhaust
+/// the memory for their stacks before the first step.
+pub const MAX_THREADS: usize = 1024;
+
+/// Parses a `--threads` value: 0 for every core, or 1 to [`MAX_THREADS`].
+pub fn parse_threads(value: &str) -> Result<usize, String> {
+    let threads: usize = value.parse().map_err(|_| {
+        format!("invalid thread count `{value}`: use 0 for every core, or a whole number from 1 to {MAX_THREADS}")
+    })?;
+    if threads > MAX_THREADS {
+        return Err(format!(
+            "invalid thread count `{value}`: at most {MAX_THREADS}; use 0 for every core"
+        ));
+    }
+    Ok(threads)
+}
+
+/// Returns the logical cores of this machine, or 1 when they cannot be counted.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Sizes the global rayon pool that the `flex` backend computes on, and
+/// returns its size.
 ///
 /// `threads == 0` means one thread per logical core. The pool can be sized
-/// once per process; later calls keep the first size and return `Ok`.
-pub fn configure_threads(threads: usize) -> usize {
-    let count = if threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        threads
-    };
+/// once per process; later calls keep the first size. Fails when the
+/// threads cannot be started.
+pub fn configure_threads(threads: usize) -> anyhow::Result<usize> {
+    let cores = available_cores();
+    let count = if threads == 0 { cores } else { threads };
+    if count > cores {
+        tracing::warn!(
+            threads = count,
+            cores,
+            "more compute threads than logical cores; they share the cores and each step runs slower. Pass --threads 0 for one per core"
+        );
+    }
     let built = rayon::ThreadPoolBuilder::new()
         .num_threads(count)
         .thread_name(|i| format!("fedsynth-compute-{i}"))
         .build_global();
-    if built.is_err() {
+    if let Err(err) = built {
+        // Only a failure to start the threads carries an I/O error as its
+        // source; the other error means that the pool is already built.
+        if std::error::Error::source(&err).is_some() {
+            anyhow::bail!(
+                "failed to start {count} compute threads: {err}; pass a smaller --threads"
+            );
+        }
         tracing::debug!("rayon pool already built; keeping its size");
     }
-    rayon::current_num_threads()
+    Ok(rayon::current_num_threads())
 }
 
 #[cfg(test)]
@@ -95,6 +131,27 @@ mod tests {
     fn flex_is_always_compiled() {
         assert!(BackendKind::Flex.is_compiled());
         assert!(BackendKind::Flex.device().is_ok());
+    }
+
+    #[test]
+    fn parse_threads_accepts_zero_to_max() {
+        assert_eq!(parse_threads("0"), Ok(0));
+        assert_eq!(parse_threads("2"), Ok(2));
+        assert_eq!(parse_threads("1024"), Ok(MAX_THREADS));
+    }
+
+    #[test]
+    fn parse_threads_rejects_too_many() {
+        let err = parse_threads("100000").unwrap_err();
+        assert!(err.contains("`100000`"), "{err}");
+        assert!(err.contains("at most 1024"), "{err}");
+    }
+
+    #[test]
+    fn parse_threads_rejects_non_numbers() {
+        let err = parse_threads("-1").unwrap_err();
+        assert!(err.contains("`-1`"), "{err}");
+        assert!(err.contains("0 for every core"), "{err}");
     }
 
     #[cfg(not(feature = "wgpu"))]

@@ -23,15 +23,28 @@ pub struct GlobalArgs {
     /// manifest's `run.backend` for `launch`, `coordinator` and `site`].
     #[arg(long, global = true, env = "FEDSYNTH_BACKEND")]
     pub backend: Option<BackendKind>,
-    /// CPU threads for training and search; 0 uses every core.
-    #[arg(long, global = true, env = "FEDSYNTH_THREADS", default_value_t = 0)]
-    pub threads: usize,
+    /// CPU threads for training and search, at most 1024; 0 uses every core
+    /// [default: 0, or the manifest's `run.threads` for `launch`].
+    #[arg(
+        long,
+        global = true,
+        env = "FEDSYNTH_THREADS",
+        value_parser = crate::backend::parse_threads,
+        allow_hyphen_values = true
+    )]
+    pub threads: Option<usize>,
 }
 
 impl GlobalArgs {
     /// Returns the backend of the local commands: `--backend`, else flex.
     pub fn backend(&self) -> BackendKind {
         self.backend.unwrap_or_default()
+    }
+
+    /// Returns the compute threads of the local commands: `--threads`,
+    /// else 0 for every core.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or(0)
     }
 
     /// Lets `--backend`, when given, override a manifest's `run.backend`.

@@ -381,17 +381,26 @@ fn started_pid(line: &str) -> Option<libc::pid_t> {
 
 #[test]
 fn launch_forwards_ctrl_c_to_children() {
-    check_ctrl_c_forwarding(false);
+    check_stop_forwarding(libc::SIGINT, false);
 }
 
 /// A launcher started in the background by a shell inherits SIGINT as
 /// ignored; its children must still stop at the forwarded SIGINT.
 #[test]
 fn launch_started_ignoring_sigint_stops_children() {
-    check_ctrl_c_forwarding(true);
+    check_stop_forwarding(libc::SIGINT, true);
 }
 
-fn check_ctrl_c_forwarding(ignore_sigint: bool) {
+/// `kill`, `timeout` and service managers send SIGTERM, which stops the
+/// run as Ctrl-C does.
+#[test]
+fn launch_forwards_sigterm_to_children() {
+    check_stop_forwarding(libc::SIGTERM, false);
+}
+
+/// Sends `signal` to a launcher whose sites are training, and checks that
+/// every child stops and the coordinator writes an interrupted report.
+fn check_stop_forwarding(signal: libc::c_int, ignore_sigint: bool) {
     let temp = tempfile::tempdir().unwrap();
     let manifest = temp.path().join("long.toml");
     // Enough GAN epochs that the run is still training when SIGINT comes.
@@ -460,7 +469,7 @@ fn check_ctrl_c_forwarding(ignore_sigint: bool) {
 
     let launcher_pid = launcher.0.id() as libc::pid_t;
     // SAFETY: kill(2) on our own child, which has not been reaped yet.
-    assert_eq!(unsafe { libc::kill(launcher_pid, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(launcher_pid, signal) }, 0);
     let status = wait_for_exit(&mut launcher, Duration::from_secs(60));
     assert!(!status.success(), "an interrupted launch must fail");
     let rest: Vec<String> = received.try_iter().collect();
@@ -573,6 +582,32 @@ fn launch_backend_flag_overrides_manifest() {
         !stderr.contains("[coordinator]"),
         "a child started:\n{stderr}"
     );
+}
+
+#[test]
+fn launch_threads_flag_overrides_manifest() {
+    let temp = tempfile::tempdir().unwrap();
+    let out_dir = temp.path().join("runs");
+    let manifest = temp.path().join("tiny.toml");
+    // The manifest sets 2 threads and the flag 1, which is fewer than sites.
+    std::fs::write(&manifest, tiny_manifest(&out_dir, 2, 2, 1)).unwrap();
+    let child = Command::new(BIN)
+        .args(["--threads", "1", "launch"])
+        .arg(&manifest)
+        .arg("--data")
+        .arg(data_dir())
+        .env("CI", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = wait_with_timeout(child, Duration::from_secs(300));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "launch failed:\n{stderr}");
+    assert!(stderr.contains("coordinator_threads=1"), "{stderr}");
+    assert!(stderr.contains("site_threads=[1, 1]"), "{stderr}");
+    assert!(stderr.contains("fewer threads than sites"), "{stderr}");
 }
 
 #[test]

@@ -162,6 +162,40 @@ fn bench_steps_prints_images_per_second() {
 }
 
 #[test]
+fn bench_steps_rejects_odd_gan_batch() {
+    let stderr = failure(&["bench", "steps", "--gan-batch", "3"]);
+    assert!(stderr.contains("--gan-batch 3"), "{stderr}");
+    assert!(stderr.contains("even number"), "{stderr}");
+}
+
+/// Runs `fedsynth bench steps` with `FEDSYNTH_THREADS` set to `threads`,
+/// asserts that it fails, and returns its stderr.
+fn threads_failure(threads: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_fedsynth"))
+        .args(["bench", "steps"])
+        .env("FEDSYNTH_THREADS", threads)
+        .env("CI", "1")
+        .output()
+        .expect("the fedsynth binary runs");
+    assert!(!output.status.success(), "threads {threads} accepted");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn threads_above_limit_rejected() {
+    let stderr = threads_failure("100000");
+    assert!(stderr.contains("`100000`"), "{stderr}");
+    assert!(stderr.contains("at most 1024"), "{stderr}");
+}
+
+#[test]
+fn negative_threads_rejected() {
+    let stderr = threads_failure("-1");
+    assert!(stderr.contains("`-1`"), "{stderr}");
+    assert!(stderr.contains("0 for every core"), "{stderr}");
+}
+
+#[test]
 fn gan_resume_without_checkpoint_fails() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("no-checkpoint-here");

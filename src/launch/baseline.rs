@@ -29,7 +29,7 @@ pub const CENTRALISED_CLASSIFIER_DIR: &str = "checkpoints/centralised_classifier
 pub fn add_to_run(plan: &LaunchPlan) -> anyhow::Result<()> {
     let started = Instant::now();
     let manifest = &plan.manifest;
-    crate::backend::configure_threads(plan.coordinator_threads);
+    crate::backend::configure_threads(plan.coordinator_threads)?;
     let device = manifest.run.backend.device()?;
     let data_dir = plan
         .data_dir

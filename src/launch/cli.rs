@@ -31,6 +31,7 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     tracing::info!(
         run_dir = %plan.run_dir.display(),
         sites = plan.site_threads.len(),
+        coordinator_threads = plan.coordinator_threads,
         site_threads = ?plan.site_threads,
         "launching run"
     );
@@ -66,25 +67,28 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Trains the centralised baseline on a blocking thread, so Ctrl-C still
-/// works: the runtime's SIGINT handler, once installed, stays for the
-/// whole process, and only an async task can wait for it.
+/// Trains the centralised baseline on a blocking thread, so Ctrl-C and
+/// SIGTERM still work: the runtime's signal handlers, once installed, stay
+/// for the whole process, and only an async task can wait for them.
 fn run_baseline(runtime: tokio::runtime::Runtime, plan: &LaunchPlan) -> anyhow::Result<()> {
     let task_plan = plan.clone();
     let finished = runtime.block_on(async {
         let task = tokio::task::spawn_blocking(move || super::baseline::add_to_run(&task_plan));
         tokio::select! {
-            joined = task => Some(joined),
-            _ = tokio::signal::ctrl_c() => None,
+            joined = task => Ok(joined),
+            signal = crate::signals::stop_requested() => Err(signal),
         }
     });
-    let Some(joined) = finished else {
-        // The training thread cannot be cancelled; it ends with the process.
-        runtime.shutdown_background();
-        bail!(
-            "interrupted while training the centralised baseline; {} has no c",
-            plan.run_dir.join(report::REPORT_MD).display()
-        );
+    let joined = match finished {
+        Ok(joined) => joined,
+        Err(signal) => {
+            // The training thread cannot be cancelled; it ends with the process.
+            runtime.shutdown_background();
+            bail!(
+                "interrupted by {signal} while training the centralised baseline; {} has no c",
+                plan.run_dir.join(report::REPORT_MD).display()
+            );
+        }
     };
     joined
         .context("the centralised baseline task panicked")?
@@ -102,12 +106,17 @@ fn build_plan(args: &LaunchArgs, global: &GlobalArgs) -> anyhow::Result<LaunchPl
         args.data.as_deref(),
         manifest.data.dir.as_deref(),
     )?);
-    let total_threads = if manifest.run.threads == 0 {
-        global.threads
-    } else {
-        manifest.run.threads
-    };
+    // `--threads`, when given, overrides the manifest, as `--backend` does.
+    let total_threads = global.threads.unwrap_or(manifest.run.threads);
     let site_threads = plan::split_threads(total_threads, manifest.sites.count);
+    if total_threads != 0 && total_threads < manifest.sites.count {
+        tracing::warn!(
+            threads = total_threads,
+            sites = manifest.sites.count,
+            "fewer threads than sites; each site still gets one, so the sites run {} threads in all",
+            manifest.sites.count
+        );
+    }
     let out_dir = args
         .out
         .clone()

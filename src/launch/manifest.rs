@@ -321,6 +321,13 @@ impl Manifest {
                 "use HOST:PORT, such as 127.0.0.1:0 (port 0 picks a free port)",
             ));
         }
+        if self.run.threads > crate::backend::MAX_THREADS {
+            return Err(invalid(
+                "run.threads",
+                self.run.threads,
+                "must be at most 1024 (more threads than cores only slow a run down); use 0 for every core",
+            ));
+        }
         positive("gan.epochs", self.gan.epochs)?;
         positive("classifier.epochs", self.classifier.epochs)?;
         positive("coordinator.final_epochs", self.coordinator.final_epochs)?;
@@ -557,6 +564,17 @@ mod tests {
         assert!(err.contains("synthetic.samples_per_site"), "{err}");
         assert!(err.contains(&format!("at most {limit}")), "{err}");
         let text = format!("[synthetic]\nsamples_per_site = {limit}\n");
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn rejects_threads_above_bound() {
+        let limit = crate::backend::MAX_THREADS;
+        let text = format!("[run]\nthreads = {}\n", limit + 1);
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("run.threads"), "{err}");
+        assert!(err.contains(&format!("at most {limit}")), "{err}");
+        let text = format!("[run]\nthreads = {limit}\n");
         assert!(parse(&text).is_ok());
     }
 

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::manifest::Manifest;
+use crate::backend::available_cores;
 
 /// File in the run folder where the coordinator writes its bound address.
 pub const ADDRESS_FILE: &str = "coordinator.address";
@@ -96,13 +97,6 @@ pub fn split_threads(total: usize, sites: usize) -> Vec<usize> {
     (0..sites)
         .map(|index| base + usize::from(index < extra))
         .collect()
-}
-
-/// Logical cores of this machine, or 1 when they cannot be counted.
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
 }
 
 /// Returns the run folder name `<name>-<YYYYMMDDTHHMMSSZ>` for `time`.

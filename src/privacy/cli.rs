@@ -70,7 +70,7 @@ impl FromStr for FeatureArg {
 /// Runs `fedsynth audit`.
 pub fn audit(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     crate::fsutil::require_dir_target(&args.out, "--out")?;
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     let device = global.backend().device()?;
     let synthetic = input::read_synthetic(&args.synthetic)
         .with_context(|| format!("failed to read --synthetic {}", args.synthetic.display()))?;
@@ -199,7 +199,7 @@ pub fn bench_knn(args: BenchKnnArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     if sizes.contains(&0) {
         bail!("--queries, --references, --dim, --k and --repeat must all be at least 1");
     }
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let mut rows =
         |count: usize| -> Vec<f32> { (0..count * args.dim).map(|_| rng.random::<f32>()).collect() };
@@ -253,7 +253,7 @@ mod tests {
         };
         let global = GlobalArgs {
             backend: None,
-            threads: 1,
+            threads: Some(1),
         };
         let err = bench_knn(args, &global).unwrap_err().to_string();
         assert!(err.contains("--k"), "{err}");
@@ -297,7 +297,7 @@ mod tests {
         args.k = 1000;
         let global = GlobalArgs {
             backend: None,
-            threads: 1,
+            threads: Some(1),
         };
         audit(args, &global).unwrap();
         let text = std::fs::read_to_string(dir.path().join("out/audit.json")).unwrap();

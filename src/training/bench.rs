@@ -32,6 +32,8 @@ pub struct BenchStepsArgs {
 /// Seconds per step and images per second of one kind of step.
 #[derive(Clone, Copy, Debug)]
 pub struct StepTiming {
+    /// Median over the timed steps, as `bench/steps_baselines.py` reports
+    /// PyTorch's and Keras's steps.
     pub seconds_per_step: f64,
     pub images_per_second: f64,
 }
@@ -39,13 +41,19 @@ pub struct StepTiming {
 /// Runs `fedsynth bench steps`.
 pub fn bench_steps(args: BenchStepsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if args.iters == 0 {
-        anyhow::bail!("--iters must be at least 1");
+        anyhow::bail!("invalid --iters 0: time at least 1 step");
     }
-    if args.gan_batch < 2 || args.classifier_batch == 0 {
-        anyhow::bail!("--gan-batch must be at least 2 and --classifier-batch at least 1");
+    if args.gan_batch < 2 || !args.gan_batch.is_multiple_of(2) {
+        anyhow::bail!(
+            "invalid --gan-batch {}: use an even number of at least 2 (half real, half generated images), such as 128",
+            args.gan_batch
+        );
+    }
+    if args.classifier_batch == 0 {
+        anyhow::bail!("invalid --classifier-batch 0: use at least 1, such as 32");
     }
     let device = global.backend().device()?;
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     let mut rng = epoch_rng(0, 0);
 
     // GAN: the batch counts all B images, so B/2 real images go in per step.
@@ -82,11 +90,11 @@ pub fn bench_steps(args: BenchStepsArgs, global: &GlobalArgs) -> anyhow::Result<
         args.iters
     );
     println!(
-        "GAN step (batch {}):        {:.3} s/step, {:.1} images/s",
+        "GAN step (batch {}):        {:.4} s/step, {:.1} images/s",
         args.gan_batch, gan_timing.seconds_per_step, gan_timing.images_per_second
     );
     println!(
-        "classifier step (batch {}): {:.3} s/step, {:.1} images/s",
+        "classifier step (batch {}): {:.4} s/step, {:.1} images/s",
         args.classifier_batch,
         classifier_timing.seconds_per_step,
         classifier_timing.images_per_second
@@ -94,7 +102,8 @@ pub fn bench_steps(args: BenchStepsArgs, global: &GlobalArgs) -> anyhow::Result<
     Ok(())
 }
 
-/// Times `iters` calls of `step` after `warmup` untimed ones.
+/// Times `iters` calls of `step` after `warmup` untimed ones, and returns
+/// the median.
 fn time_steps(
     warmup: usize,
     iters: usize,
@@ -104,13 +113,42 @@ fn time_steps(
     for _ in 0..warmup {
         step()?;
     }
-    let started = Instant::now();
+    let mut seconds = Vec::with_capacity(iters);
     for _ in 0..iters {
+        let started = Instant::now();
         step()?;
+        seconds.push(started.elapsed().as_secs_f64());
     }
-    let seconds_per_step = started.elapsed().as_secs_f64() / iters as f64;
+    let seconds_per_step = median(&mut seconds);
     Ok(StepTiming {
         seconds_per_step,
         images_per_second: batch as f64 / seconds_per_step,
     })
+}
+
+/// Returns the median of `values`, the mean of the middle two for an even
+/// count. `values` must not be empty.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_count() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+    }
+
+    #[test]
+    fn median_of_even_count() {
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
 }

@@ -161,7 +161,7 @@ pub fn train_gan(args: TrainGanArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     }
     warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     let images = load_training_split(&args.data)?;
     tracing::info!(backend = %global.backend(), threads, images = images.len(), out = %args.out.display(), "train-gan");
     let hooks = TrainHooks {
@@ -195,7 +195,7 @@ pub fn train_classifier(args: TrainClassifierArgs, global: &GlobalArgs) -> anyho
     require_resume_checkpoint(args.resume, &args.out)?;
     warn_when_resume_is_done(args.resume, &args.out, args.epochs)?;
     let device = global.backend().device()?;
-    let threads = crate::backend::configure_threads(global.threads);
+    let threads = crate::backend::configure_threads(global.threads())?;
     let (images, targets) = match &args.images {
         Some(path) => load_record_file(path, args.data.limit)?,
         None => {
@@ -235,7 +235,7 @@ pub fn sample(args: SampleArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let grid = grid_path(&args)?;
     let device = global.backend().device()?;
-    crate::backend::configure_threads(global.threads);
+    crate::backend::configure_threads(global.threads())?;
     let (generator, config) = checkpoint::load_generator(&args.generator, &device)?;
     let images = infer::sample_images(
         &generator,
@@ -275,7 +275,7 @@ pub fn evaluate(args: EvaluateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         fsutil::require_dir_target(out, "--out")?;
     }
     let device = global.backend().device()?;
-    crate::backend::configure_threads(global.threads);
+    crate::backend::configure_threads(global.threads())?;
     let (classifier, _) = checkpoint::load_classifier(&args.classifier, &device)?;
     let dir = location::resolve_data_dir(args.data.as_deref(), None)?;
     let (mut test, class_names) = Cifar10::load_test(&dir)?;
