@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::allocator::zeros;
 use super::im2col::{self, ConvGeometry};
-use super::norm::{self, NormGeometry};
+use super::norm::{self, Activation, NormGeometry};
 use super::optim::{self, Update};
 use super::sparse;
 
@@ -57,13 +57,16 @@ pub trait FastConv: Backend {
     fn fast_dropout(x: FloatTensor<Self>, prob: f32, seed: u32) -> FloatTensor<Self>;
 
     /// Batch normalization of `[B, C, H, W]` with its own batch statistics,
-    /// like `burn::tensor::module::batch_norm_train`: the output, then the
-    /// per-channel mean and biased variance, which carry no gradient.
+    /// like `burn::tensor::module::batch_norm_train`, followed by
+    /// `activation` (LeakyReLU, or nothing with slope 1) in the same pass:
+    /// the output, then the per-channel mean and biased variance, which
+    /// carry no gradient.
     fn fast_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// One optimizer update of a parameter with its gradient and two state
@@ -263,17 +266,17 @@ fn norm_geometry(x: &FlexTensor) -> NormGeometry {
 
 fn norm_forward(
     x: &FlexTensor,
-    gamma: &FlexTensor,
-    beta: &FlexTensor,
+    (gamma, beta): (&FlexTensor, &FlexTensor),
     epsilon: f64,
+    activation: Activation,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let g = norm_geometry(x);
     let (out, mean, variance) = norm::forward(
         &g,
         &values(x),
-        &values(gamma),
-        &values(beta),
+        (&values(gamma), &values(beta)),
         epsilon as f32,
+        activation,
     );
     let out = FlexTensor::from_data(TensorData::new(out, x.layout().shape().clone()));
     (out, vector(mean), vector(variance))
@@ -325,8 +328,9 @@ impl FastConv for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
+        activation: Activation,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        norm_forward(&x, &gamma, &beta, epsilon)
+        norm_forward(&x, (&gamma, &beta), epsilon, activation)
     }
 
     fn fast_conv2d(
@@ -417,26 +421,35 @@ impl Backward<Flex, 3> for ConvTranspose2dBackward {
     }
 }
 
-/// Backward step of `fast_batch_norm_train`. The state is its input, gamma,
-/// the batch statistics and epsilon.
+/// Backward step of `fast_batch_norm_train`. The state is its input, gamma
+/// and beta, the batch statistics, epsilon and the activation.
 #[derive(Debug)]
 struct BatchNormBackward;
 
+/// The forward-pass values that `BatchNormBackward` keeps.
+type NormState = (
+    FlexTensor,
+    [FlexTensor; 2],
+    [FlexTensor; 2],
+    f64,
+    Activation,
+);
+
 impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f64);
+    type State = NormState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, mean, variance, epsilon) = ops.state;
+        let (x, [gamma, beta], [mean, variance], epsilon, activation) = ops.state;
         let g = norm_geometry(&x);
         let (dx, dgamma, dbeta) = norm::backward(
             &g,
-            &values(&x),
-            &values(&grad),
-            &values(&gamma),
+            (&values(&x), &values(&grad)),
+            (&values(&gamma), &values(&beta)),
             (&values(&mean), &values(&variance)),
             epsilon as f32,
+            activation,
         );
         if let Some(node) = node_x {
             let dx = FlexTensor::from_data(TensorData::new(dx, x.layout().shape().clone()));
@@ -605,16 +618,17 @@ impl<C: CheckpointStrategy> FastConv for Autodiff<Flex, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (x, x_node) = x.into_parts();
         let (gamma, gamma_node) = gamma.into_parts();
         let (beta, beta_node) = beta.into_parts();
-        let (output, mean, variance) = norm_forward(&x, &gamma, &beta, epsilon);
+        let (output, mean, variance) = norm_forward(&x, (&gamma, &beta), epsilon, activation);
         let statistics = (mean.clone(), variance.clone());
         let output = record::<_, C, _>(
             BatchNormBackward,
             [x_node, gamma_node, beta_node],
-            (x, gamma, mean, variance, epsilon),
+            (x, [gamma, beta], [mean, variance], epsilon, activation),
             output,
         );
         let (mean, variance) = statistics;

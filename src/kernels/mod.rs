@@ -174,16 +174,42 @@ pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
 /// - `x`: `[batch, channels, height, width]`
 /// - output: the same
 pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    batch_norm_then(norm, x, None)
+}
+
+/// Applies `norm` to `x` like [`batch_norm`], then LeakyReLU with
+/// `negative_slope` like [`leaky_relu`]. In training on the flex device
+/// both run as one fused op, which saves a pass over the activations each
+/// way.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels, height, width]`
+/// - output: the same
+pub fn batch_norm_leaky_relu(norm: &BatchNorm, x: Tensor<4>, negative_slope: f64) -> Tensor<4> {
+    batch_norm_then(norm, x, Some(negative_slope))
+}
+
+/// Runs [`batch_norm`], followed by LeakyReLU when `leaky_slope` is given.
+fn batch_norm_then(norm: &BatchNorm, x: Tensor<4>, leaky_slope: Option<f64>) -> Tensor<4> {
     let device = x.device();
     let training = device.is_autodiff() && norm.training.is_enabled();
     if !training || x.dtype() != DType::F32 || !is_flex(&device) {
-        return norm.forward(x);
+        let output = norm.forward(x);
+        return match leaky_slope {
+            Some(slope) => leaky_relu(output, slope),
+            None => output,
+        };
     }
+    let activation = leaky_slope.map_or(norm::Activation::IDENTITY, |slope| norm::Activation {
+        slope: slope as f32,
+    });
     let (output, mean, variance) = <Dispatch as FastConv>::fast_batch_norm_train(
         x.into_dispatch(),
         norm.gamma.val().into_dispatch(),
         norm.beta.val().into_dispatch(),
         norm.epsilon,
+        activation,
     );
     let (mean, variance): (Tensor<1>, Tensor<1>) =
         (Tensor::from_dispatch(mean), Tensor::from_dispatch(variance));

@@ -57,39 +57,86 @@ fn centered_sums(x: &[f32], shift: f32) -> (f32, f32) {
     (s, q)
 }
 
-/// Returns the sums of `dy` and of `dy * (x - mean)`.
+/// The LeakyReLU after a batch norm, given by the factor of a value whose
+/// normalized input `pre` is negative. A slope of 1 leaves every value as it is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Activation {
+    pub slope: f32,
+}
+
+impl Activation {
+    /// No activation: the plain batch norm.
+    pub const IDENTITY: Activation = Activation { slope: 1.0 };
+
+    /// Returns the derivative of the activation at `pre`, which is also the
+    /// factor that maps `pre` to the activation's output.
+    #[inline(always)]
+    fn factor(self, pre: f32) -> f32 {
+        if pre < 0.0 { self.slope } else { 1.0 }
+    }
+}
+
+/// The per-channel affine map of the forward pass, `pre = scale * x + shift`,
+/// whose sign the backward pass needs for the activation's derivative.
+#[derive(Clone, Copy, Debug)]
+struct ChannelMap {
+    scale: f32,
+    shift: f32,
+}
+
+/// Returns the sums of `d` and of `d * (x - mean)`, where `d` is `dy`
+/// through the activation's derivative at `map(x)`.
 #[multiversion::multiversion(targets = "simd")]
-fn grad_sums(dy: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
+fn grad_sums(
+    dy: &[f32],
+    x: &[f32],
+    mean: f32,
+    map: ChannelMap,
+    activation: Activation,
+) -> (f32, f32) {
     let (mut sum, mut dot) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let (scale, shift, slope) = (map.scale, map.shift, activation.slope);
     let chunks = dy.chunks_exact(LANES).zip(x.chunks_exact(LANES));
     for (g, v) in chunks {
         for i in 0..LANES {
-            sum[i] += g[i];
-            dot[i] += g[i] * (v[i] - mean);
+            let pre = scale * v[i] + shift;
+            let d = if pre < 0.0 { g[i] * slope } else { g[i] };
+            sum[i] += d;
+            dot[i] += d * (v[i] - mean);
         }
     }
-    let (mut s, mut d) = (sum.iter().sum::<f32>(), dot.iter().sum::<f32>());
+    let (mut s, mut p) = (sum.iter().sum::<f32>(), dot.iter().sum::<f32>());
     let tail = dy.len() - dy.len() % LANES;
     for (g, v) in dy[tail..].iter().zip(&x[tail..]) {
-        s += g;
-        d += g * (v - mean);
+        let d = g * activation.factor(map.scale * v + map.shift);
+        s += d;
+        p += d * (v - mean);
     }
-    (s, d)
+    (s, p)
 }
 
-/// Writes `out = a * x + b`.
+/// Writes `out = activation(scale * x + shift)`.
 #[multiversion::multiversion(targets = "simd")]
-fn affine(x: &[f32], a: f32, b: f32, out: &mut [f32]) {
+fn affine(x: &[f32], map: ChannelMap, activation: Activation, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = a * v + b;
+        let pre = map.scale * v + map.shift;
+        *o = pre * activation.factor(pre);
     }
 }
 
-/// Writes `out = a * dy + b * x + c`.
+/// Writes `out = a * d + b * x + c`, where `d` is `dy` through the
+/// activation's derivative at `map(x)`.
 #[multiversion::multiversion(targets = "simd")]
-fn affine2(dy: &[f32], x: &[f32], [a, b, c]: [f32; 3], out: &mut [f32]) {
+fn affine2(
+    dy: &[f32],
+    x: &[f32],
+    [a, b, c]: [f32; 3],
+    (map, activation): (ChannelMap, Activation),
+    out: &mut [f32],
+) {
     for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
-        *o = a * g + b * v + c;
+        let d = g * activation.factor(map.scale * v + map.shift);
+        *o = a * d + b * v + c;
     }
 }
 
@@ -120,40 +167,57 @@ fn per_plane(g: &NormGeometry, out: &mut [f32], f: impl Fn(usize, usize, &mut [f
         .for_each(|(row, plane)| f(row % g.channels, row * g.plane, plane));
 }
 
-/// Normalizes `x` with its own batch statistics, then scales by `gamma`
-/// and shifts by `beta`. Returns the output and the per-channel mean and
-/// biased variance.
+/// Returns the per-channel maps `scale * x + shift` that normalize with
+/// `mean` and `variance`, then scale by `gamma` and shift by `beta`.
+fn channel_maps(
+    (gamma, beta): (&[f32], &[f32]),
+    (mean, variance): (&[f32], &[f32]),
+    epsilon: f32,
+) -> Vec<ChannelMap> {
+    (0..gamma.len())
+        .map(|c| {
+            let scale = gamma[c] / (variance[c] + epsilon).sqrt();
+            ChannelMap {
+                scale,
+                shift: beta[c] - scale * mean[c],
+            }
+        })
+        .collect()
+}
+
+/// Normalizes `x` with its own batch statistics, scales by `gamma`, shifts
+/// by `beta` and applies `activation`. Returns the output and the
+/// per-channel mean and biased variance.
 pub fn forward(
     g: &NormGeometry,
     x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
+    (gamma, beta): (&[f32], &[f32]),
     epsilon: f32,
+    activation: Activation,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.len(), "batch norm input size");
     assert_eq!(gamma.len(), g.channels, "batch norm gamma size");
     assert_eq!(beta.len(), g.channels, "batch norm beta size");
     let (mean, variance) = statistics(g, x);
-    let scale: Vec<f32> = (0..g.channels)
-        .map(|c| gamma[c] / (variance[c] + epsilon).sqrt())
-        .collect();
+    let maps = channel_maps((gamma, beta), (&mean, &variance), epsilon);
     let mut out = zeros(g.len());
     per_plane(g, &mut out, |c, start, plane| {
-        let shift = beta[c] - scale[c] * mean[c];
-        affine(&x[start..start + g.plane], scale[c], shift, plane);
+        affine(&x[start..start + g.plane], maps[c], activation, plane);
     });
     (out, mean, variance)
 }
 
 /// Computes the gradients of `forward` for the input, `gamma` and `beta`,
 /// from the output gradient `dy` and the statistics that `forward` returned.
+/// The activation's derivative comes from the sign of the normalized input,
+/// computed again from `x`, so the output need not be kept.
 pub fn backward(
     g: &NormGeometry,
-    x: &[f32],
-    dy: &[f32],
-    gamma: &[f32],
+    (x, dy): (&[f32], &[f32]),
+    (gamma, beta): (&[f32], &[f32]),
     (mean, variance): (&[f32], &[f32]),
     epsilon: f32,
+    activation: Activation,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.len(), "batch norm input size");
     assert_eq!(dy.len(), g.len(), "batch norm output gradient size");
@@ -162,14 +226,16 @@ pub fn backward(
         .iter()
         .map(|v| 1.0 / (v + epsilon).sqrt())
         .collect();
-    // Per channel: the sum of dy and the sum of dy times the normalized input.
+    let maps = channel_maps((gamma, beta), (mean, variance), epsilon);
+    // Per channel, with d the gradient before the activation: the sum of d
+    // and the sum of d times the normalized input.
     let (beta_grad, gamma_grad): (Vec<f32>, Vec<f32>) = (0..g.channels)
         .into_par_iter()
         .map(|c| {
             let (sum, dot) = g
                 .planes(dy, c)
                 .zip(g.planes(x, c))
-                .map(|(d, v)| grad_sums(d, v, mean[c]))
+                .map(|(d, v)| grad_sums(d, v, mean[c], maps[c], activation))
                 .fold((0.0, 0.0), |(s, p), (a, b)| (s + a, p + b));
             (sum, dot * inv_std[c])
         })
@@ -186,7 +252,14 @@ pub fn backward(
     let mut dx = zeros(g.len());
     per_plane(g, &mut dx, |c, start, plane| {
         let range = start..start + g.plane;
-        affine2(&dy[range.clone()], &x[range], coefficients[c], plane);
+        let derivative = (maps[c], activation);
+        affine2(
+            &dy[range.clone()],
+            &x[range],
+            coefficients[c],
+            derivative,
+            plane,
+        );
     });
     (dx, gamma_grad, beta_grad)
 }
@@ -225,17 +298,69 @@ mod tests {
     }
 
     #[test]
+    fn leaky_activation_matches_composition() {
+        let x = ramp(G.len(), 1.5, 0.3);
+        let gamma = [0.5, 1.0, 1.5, -2.0];
+        let beta = [0.1, -0.2, 0.0, 0.4];
+        let leaky = Activation { slope: 0.2 };
+        let plain = forward(&G, &x, (&gamma, &beta), 1e-3, Activation::IDENTITY);
+        let (normalized, mean, variance) = plain;
+        let (fused, _, _) = forward(&G, &x, (&gamma, &beta), 1e-3, leaky);
+        let factor = |p: f32| if p < 0.0 { 0.2 } else { 1.0 };
+        assert!(normalized.iter().any(|&p| p < 0.0), "no negative value");
+        for (i, (f, p)) in fused.iter().zip(&normalized).enumerate() {
+            assert!((f - p * factor(*p)).abs() < 1e-6, "output {i}: {f} vs {p}");
+        }
+
+        // The fused gradient equals the plain one of dy through LeakyReLU.
+        let r = ramp(G.len(), 0.7, 0.0);
+        let through: Vec<f32> = r
+            .iter()
+            .zip(&normalized)
+            .map(|(g, p)| g * factor(*p))
+            .collect();
+        let statistics = (mean.as_slice(), variance.as_slice());
+        let params = (gamma.as_slice(), beta.as_slice());
+        let want = backward(
+            &G,
+            (&x, &through),
+            params,
+            statistics,
+            1e-3,
+            Activation::IDENTITY,
+        );
+        let got = backward(&G, (&x, &r), params, statistics, 1e-3, leaky);
+        let names = ["input gradient", "gamma gradient", "beta gradient"];
+        for ((name, a), b) in names
+            .iter()
+            .zip([&got.0, &got.1, &got.2])
+            .zip([&want.0, &want.1, &want.2])
+        {
+            for (i, (p, q)) in a.iter().zip(b.iter()).enumerate() {
+                assert!((p - q).abs() < 1e-4, "{name} {i}: {p} vs {q}");
+            }
+        }
+    }
+
+    #[test]
     fn backward_matches_finite_differences() {
         let x = ramp(G.len(), 1.5, 0.3);
         let gamma = [0.5, 1.0, 1.5, -2.0];
         let beta = [0.1, -0.2, 0.0, 0.4];
         let r = ramp(G.len(), 0.7, 0.0);
         let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
-            let (out, _, _) = forward(&G, x, gamma, beta, 1e-3);
+            let (out, _, _) = forward(&G, x, (gamma, beta), 1e-3, Activation::IDENTITY);
             out.iter().zip(&r).map(|(o, w)| (o * w) as f64).sum()
         };
         let (mean, variance) = statistics(&G, &x);
-        let (dx, dgamma, dbeta) = backward(&G, &x, &r, &gamma, (&mean, &variance), 1e-3);
+        let (dx, dgamma, dbeta) = backward(
+            &G,
+            (&x, &r),
+            (&gamma, &beta),
+            (&mean, &variance),
+            1e-3,
+            Activation::IDENTITY,
+        );
         let h = 1e-2f32;
         let numeric = |f: &dyn Fn(f32) -> f64| (f(h) - f(-h)) / (2.0 * h as f64);
         for i in [0, 17, 60, 111, G.len() - 1] {

@@ -7,7 +7,10 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNorm, BatchNormConfig, DropoutConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{batch_norm, conv_transpose2d, conv2d, dropout, leaky_relu, max_pool2d, tanh};
+use super::{
+    batch_norm, batch_norm_leaky_relu, conv_transpose2d, conv2d, dropout, leaky_relu, max_pool2d,
+    tanh,
+};
 
 /// Largest absolute difference between two tensors, relative to the
 /// largest magnitude in `expected`.
@@ -302,8 +305,9 @@ fn conv2d_on_flex_runs_the_custom_kernel() {
 }
 
 /// Output, input gradient, gamma and beta gradients and running statistics
-/// of one training-mode batch norm step.
-fn norm_pass(ours: bool, x: &Tensor<4>) -> [Vec<f32>; 6] {
+/// of one training-mode batch norm step, followed by LeakyReLU when
+/// `leaky_slope` is given.
+fn norm_pass(ours: bool, x: &Tensor<4>, leaky_slope: Option<f64>) -> [Vec<f32>; 6] {
     let device = x.device();
     let norm: BatchNorm = BatchNormConfig::new(x.dims()[1])
         .with_momentum(0.2)
@@ -316,10 +320,13 @@ fn norm_pass(ours: bool, x: &Tensor<4>) -> [Vec<f32>; 6] {
         ..norm
     };
     let x = x.clone().require_grad();
-    let y = if ours {
-        batch_norm(&norm, x.clone())
-    } else {
-        norm.forward(x.clone())
+    let y = match (ours, leaky_slope) {
+        (true, None) => batch_norm(&norm, x.clone()),
+        (true, Some(slope)) => batch_norm_leaky_relu(&norm, x.clone(), slope),
+        (false, None) => norm.forward(x.clone()),
+        (false, Some(slope)) => {
+            burn::tensor::activation::leaky_relu(norm.forward(x.clone()), slope)
+        }
     };
     let projection = pseudo_random(y.dims(), 5, &device);
     let grads = (y.clone() * projection).sum().backward();
@@ -337,6 +344,16 @@ fn norm_pass(ours: bool, x: &Tensor<4>) -> [Vec<f32>; 6] {
 
 #[test]
 fn batch_norm_matches_burn_with_gradients() {
+    check_norm(None);
+}
+
+#[test]
+fn batch_norm_leaky_relu_matches_burn_with_gradients() {
+    check_norm(Some(0.2));
+}
+
+/// Compares `norm_pass` of the fused kernels with burn's layers.
+fn check_norm(leaky_slope: Option<f64>) {
     let device = Device::flex().autodiff();
     // A mean far from zero checks the shifted sums of the statistics.
     let x = input([3, 4, 5, 6], &device).mul_scalar(2.0).add_scalar(3.0);
@@ -349,8 +366,12 @@ fn batch_norm_matches_burn_with_gradients() {
     let names = names
         .into_iter()
         .chain(["running mean", "running variance"]);
-    let ours = norm_pass(true, &x);
-    let burns = norm_pass(false, &x);
+    let ours = norm_pass(true, &x, leaky_slope);
+    let burns = norm_pass(false, &x, leaky_slope);
+    if leaky_slope.is_some() {
+        let negative = ours[0].iter().filter(|&&v| v < 0.0).count();
+        assert!(negative > 0, "no value took the negative slope");
+    }
     for ((name, a), b) in names.zip(&ours).zip(&burns) {
         let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
         let diff = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));

@@ -8,7 +8,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
-use crate::kernels::{self, leaky_relu};
+use crate::kernels;
 
 /// Sizes of the discriminator. The defaults are the reference model.
 #[derive(Config, Debug)]
@@ -97,10 +97,8 @@ impl Discriminator {
         //   -> [B, 64, 8, 8] -> [B, 128, 4, 4]
         let mut x = x;
         for block in &self.blocks {
-            x = leaky_relu(
-                kernels::batch_norm(&block.norm, kernels::conv2d(&block.conv, x)),
-                self.leaky_slope,
-            );
+            let convolved = kernels::conv2d(&block.conv, x);
+            x = kernels::batch_norm_leaky_relu(&block.norm, convolved, self.leaky_slope);
         }
 
         // [B, 128, 4, 4] -> [B, 2048] -> [B, 1]
