@@ -17,11 +17,11 @@ warmup=${2:-2}
 iters=${3:-5}
 threads=${FEDSYNTH_THREADS:-0}
 
-# Each count must be a whole number; ROUNDS and ITERS at least 1.
+# Each count must be a whole number up to 9999; ROUNDS and ITERS at least 1.
 check_count() {
     local name=$1 value=$2 minimum=$3
-    if ! [[ $value =~ ^[0-9]+$ ]] || [ "$value" -lt "$minimum" ]; then
-        echo "invalid $name '$value': use a whole number of at least $minimum" >&2
+    if ! [[ $value =~ ^[0-9]{1,4}$ ]] || [ "$value" -lt "$minimum" ]; then
+        echo "invalid $name '$value': use a whole number from $minimum to 9999" >&2
         exit 2
     fi
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use crate::cli::GlobalArgs;
 use crate::federation::{coordinator, plan, site};
 use crate::launch::manifest::Manifest;
+use crate::signals::StopListener;
 
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
@@ -48,6 +49,11 @@ pub struct SiteArgs {
 
 /// Runs the coordinator; fails when the run fails.
 pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let stop = {
+        let _context = runtime.enter();
+        StopListener::install()
+    };
     let mut manifest = Manifest::load(&args.manifest)?;
     global.override_backend(&mut manifest)?;
     let threads = crate::backend::configure_threads(global.threads())?;
@@ -62,8 +68,7 @@ pub fn coordinator(args: CoordinatorArgs, global: &GlobalArgs) -> anyhow::Result
         manifest,
     };
     let run_dir = config.run_dir.clone();
-    let runtime = runtime()?;
-    let outcome = runtime.block_on(coordinator::run(config))?;
+    let outcome = runtime.block_on(coordinator::run(config, stop))?;
     if outcome.interrupted {
         // c' may still be training on a blocking thread, which ends with the process.
         runtime.shutdown_background();
@@ -102,10 +107,14 @@ pub fn site(args: SiteArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         work_dir: work_dir.clone(),
     };
     let runtime = runtime()?;
+    let stop = {
+        let _context = runtime.enter();
+        StopListener::install()
+    };
     let finished = runtime.block_on(async {
         tokio::select! {
             result = site::run(config) => Ok(result),
-            signal = crate::signals::stop_requested() => Err(signal),
+            signal = stop.requested() => Err(signal),
         }
     });
     match finished {

@@ -11,6 +11,7 @@ use super::manifest::Manifest;
 use super::plan::{self, LaunchPlan};
 use crate::cli::GlobalArgs;
 use crate::report;
+use crate::signals::StopListener;
 
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
@@ -27,6 +28,11 @@ pub struct LaunchArgs {
 /// Runs the launch command. It fails when the coordinator fails, so the
 /// exit code is 0 exactly when the run completed.
 pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    let stop = {
+        let _context = runtime.enter();
+        StopListener::install()
+    };
     let plan = build_plan(&args, global)?;
     tracing::info!(
         run_dir = %plan.run_dir.display(),
@@ -35,8 +41,8 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         site_threads = ?plan.site_threads,
         "launching run"
     );
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    let outcome = runtime.block_on(super::run::run_children(&plan, children::terminal_sink()))?;
+    let sink = children::terminal_sink();
+    let outcome = runtime.block_on(super::run::run_children(&plan, sink, &stop))?;
 
     let report_md = plan.run_dir.join(report::REPORT_MD);
     if outcome.interrupted {
@@ -60,7 +66,7 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         );
     }
     if plan.manifest.coordinator.centralised_baseline {
-        run_baseline(runtime, &plan)?;
+        run_baseline(runtime, &plan, &stop)?;
     }
     tracing::info!(report = %report_md.display(), "run completed");
     println!("{}", report_md.display());
@@ -70,13 +76,17 @@ pub fn launch(args: LaunchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 /// Trains the centralised baseline on a blocking thread, so Ctrl-C and
 /// SIGTERM still work: the runtime's signal handlers, once installed, stay
 /// for the whole process, and only an async task can wait for them.
-fn run_baseline(runtime: tokio::runtime::Runtime, plan: &LaunchPlan) -> anyhow::Result<()> {
+fn run_baseline(
+    runtime: tokio::runtime::Runtime,
+    plan: &LaunchPlan,
+    stop: &StopListener,
+) -> anyhow::Result<()> {
     let task_plan = plan.clone();
     let finished = runtime.block_on(async {
         let task = tokio::task::spawn_blocking(move || super::baseline::add_to_run(&task_plan));
         tokio::select! {
             joined = task => Ok(joined),
-            signal = crate::signals::stop_requested() => Err(signal),
+            signal = stop.requested() => Err(signal),
         }
     });
     let joined = match finished {

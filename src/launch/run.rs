@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::children::{self, LineSink, Supervised};
 use super::plan::LaunchPlan;
+use crate::signals::StopListener;
 
 /// How long the coordinator has to bind and write its address file.
 const ADDRESS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,7 +33,11 @@ pub struct LaunchOutcome {
 
 /// Runs the coordinator and the sites of `plan` until the coordinator exits,
 /// then waits for the sites, stopping those that do not exit by themselves.
-pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<LaunchOutcome> {
+pub async fn run_children(
+    plan: &LaunchPlan,
+    sink: LineSink,
+    stop_signal: &StopListener,
+) -> anyhow::Result<LaunchOutcome> {
     let (stop, stop_rx) = watch::channel(false);
     let coordinator = children::spawn(
         "coordinator",
@@ -48,7 +53,7 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
     let address_file = plan.address_file();
     let address = tokio::select! {
         address = wait_for_address(&address_file, &coordinator) => Ok(address),
-        signal = crate::signals::stop_requested() => Err(signal),
+        signal = stop_signal.requested() => Err(signal),
     };
     let address = match address {
         Ok(Ok(Some(address))) => address,
@@ -100,9 +105,9 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
         sites.push(site);
     }
 
-    let (status, interrupted) = wait_for_coordinator(coordinator, &stop).await?;
+    let (status, interrupted) = wait_for_coordinator(coordinator, &stop, stop_signal).await?;
     tracing::info!(%status, "coordinator exited");
-    stop_sites(sites, &stop).await;
+    let interrupted = stop_sites(sites, &stop, stop_signal).await || interrupted;
     Ok(LaunchOutcome {
         coordinator: status,
         interrupted,
@@ -113,13 +118,14 @@ pub async fn run_children(plan: &LaunchPlan, sink: LineSink) -> anyhow::Result<L
 async fn wait_for_coordinator(
     coordinator: Supervised,
     stop: &watch::Sender<bool>,
+    stop_signal: &StopListener,
 ) -> anyhow::Result<(ExitStatus, bool)> {
     let name = coordinator.name.clone();
     let wait = coordinator.wait();
     tokio::pin!(wait);
     let finished = tokio::select! {
         status = &mut wait => Ok(status),
-        signal = crate::signals::stop_requested() => Err(signal),
+        signal = stop_signal.requested() => Err(signal),
     };
     let (status, interrupted) = match finished {
         Ok(status) => (status, false),
@@ -134,13 +140,24 @@ async fn wait_for_coordinator(
 }
 
 /// Gives the sites [`SITE_EXIT_GRACE`] to exit by themselves, then stops
-/// the rest, and logs how each one ended.
-async fn stop_sites(sites: Vec<Supervised>, stop: &watch::Sender<bool>) {
+/// the rest, and logs how each one ended. Ctrl-C or SIGTERM during the
+/// grace period stops them at once; returns whether one came.
+async fn stop_sites(
+    sites: Vec<Supervised>,
+    stop: &watch::Sender<bool>,
+    stop_signal: &StopListener,
+) -> bool {
     let deadline = Instant::now() + SITE_EXIT_GRACE;
+    let mut interrupted = false;
     while Instant::now() < deadline && !sites.iter().all(Supervised::is_finished) {
+        if let Some(signal) = stop_signal.received() {
+            tracing::warn!("interrupted by {signal}; forwarding SIGINT to every site");
+            interrupted = true;
+            break;
+        }
         tokio::time::sleep(ADDRESS_POLL).await;
     }
-    if !sites.iter().all(Supervised::is_finished) {
+    if !interrupted && !sites.iter().all(Supervised::is_finished) {
         tracing::warn!(
             grace_s = SITE_EXIT_GRACE.as_secs(),
             "sites still running after the coordinator exited; stopping them"
@@ -155,6 +172,7 @@ async fn stop_sites(sites: Vec<Supervised>, stop: &watch::Sender<bool>) {
             Err(err) => tracing::warn!(error = %err, "failed to wait for {name}"),
         }
     }
+    interrupted
 }
 
 /// Waits until the coordinator has written `path` and returns the address

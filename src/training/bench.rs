@@ -90,11 +90,11 @@ pub fn bench_steps(args: BenchStepsArgs, global: &GlobalArgs) -> anyhow::Result<
         args.iters
     );
     println!(
-        "GAN step (batch {}):        {:.4} s/step, {:.1} images/s",
+        "GAN step (batch {}):        median {:.4} s/step, {:.1} images/s",
         args.gan_batch, gan_timing.seconds_per_step, gan_timing.images_per_second
     );
     println!(
-        "classifier step (batch {}): {:.4} s/step, {:.1} images/s",
+        "classifier step (batch {}): median {:.4} s/step, {:.1} images/s",
         args.classifier_batch,
         classifier_timing.seconds_per_step,
         classifier_timing.images_per_second

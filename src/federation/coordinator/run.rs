@@ -22,6 +22,7 @@ use crate::federation::keepalive;
 use crate::federation::pb::federation_server::FederationServer;
 use crate::launch::manifest::Manifest;
 use crate::report::{self as run_report, Evaluation, RunStatus};
+use crate::signals::StopListener;
 
 /// How often the control loop applies deadlines and timeouts.
 const TICK: Duration = Duration::from_millis(200);
@@ -82,7 +83,10 @@ pub async fn serve(
 }
 
 /// Runs the whole coordinator and returns how the run ended.
-pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
+pub async fn run(
+    config: CoordinatorConfig,
+    stop_signal: StopListener,
+) -> anyhow::Result<RunOutcome> {
     let started_at = run_report::utc_now();
     // Bind before creating anything, so a busy port leaves no empty run folder.
     let listener = bind(&config.address).await?;
@@ -121,7 +125,7 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<RunOutcome> {
     };
     let (final_classifier, pooled_histogram) = tokio::select! {
         result = work => result,
-        signal = crate::signals::stop_requested() => {
+        signal = stop_signal.requested() => {
             let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
             let reason = format!("{signal} during the {} phase", guard.phase_name());
             guard.finish(Outcome::Interrupted(reason), Instant::now());
