@@ -118,7 +118,14 @@ fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
 
 /// Runs `fedsynth launch MANIFEST --data DATA` to its end, as CI would.
 fn launch(manifest: &Path, data: &Path, timeout: Duration) -> Output {
+    launch_with(&[], manifest, data, timeout)
+}
+
+/// Runs `fedsynth GLOBAL... launch MANIFEST --data DATA` to its end, where
+/// `global` contains options such as `--threads 1` that precede the command.
+fn launch_with(global: &[&str], manifest: &Path, data: &Path, timeout: Duration) -> Output {
     let child = Command::new(BIN)
+        .args(global)
         .arg("launch")
         .arg(manifest)
         .arg("--data")
@@ -560,17 +567,8 @@ fn launch_backend_flag_overrides_manifest() {
     let temp = tempfile::tempdir().unwrap();
     let manifest = temp.path().join("tiny.toml");
     std::fs::write(&manifest, tiny_manifest(&temp.path().join("runs"), 2, 2, 1)).unwrap();
-    let child = Command::new(BIN)
-        .args(["--backend", "wgpu", "launch"])
-        .arg(&manifest)
-        .arg("--data")
-        .arg(data_dir())
-        .env("CI", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_with_timeout(child, Duration::from_secs(60));
+    let flags = ["--backend", "wgpu"];
+    let output = launch_with(&flags, &manifest, &data_dir(), Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success(),
@@ -591,18 +589,8 @@ fn launch_threads_flag_overrides_manifest() {
     let manifest = temp.path().join("tiny.toml");
     // The manifest sets 2 threads and the flag 1, which is fewer than sites.
     std::fs::write(&manifest, tiny_manifest(&out_dir, 2, 2, 1)).unwrap();
-    let child = Command::new(BIN)
-        .args(["--threads", "1", "launch"])
-        .arg(&manifest)
-        .arg("--data")
-        .arg(data_dir())
-        .env("CI", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = wait_with_timeout(child, Duration::from_secs(300));
+    let flags = ["--threads", "1"];
+    let output = launch_with(&flags, &manifest, &data_dir(), Duration::from_secs(300));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "launch failed:\n{stderr}");
     assert!(stderr.contains("coordinator_threads=1"), "{stderr}");
