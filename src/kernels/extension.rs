@@ -69,8 +69,9 @@ pub trait FastConv: Backend {
         activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// One optimizer update of a parameter with its gradient and two state
-    /// tensors: the new parameter and state, none of which carries a gradient.
+    /// Runs one optimizer update of a parameter with its gradient and two
+    /// state tensors, and returns the new parameter and state, none of
+    /// which carries a gradient.
     fn fast_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,

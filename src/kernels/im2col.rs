@@ -60,7 +60,7 @@ impl ConvGeometry {
         [0, 1].map(|axis| (self.out_size[axis] - 1) * self.stride[axis] + self.kernel[axis])
     }
 
-    /// Offsets of the column phases in a padded row: phase `p` holds the
+    /// Offsets of the column phases in a padded row: phase `p` contains the
     /// padded columns `p, p + stride, p + 2 stride, ...`, so that a strided
     /// tap reads its columns as one contiguous run.
     fn phase_starts(&self) -> Vec<usize> {

@@ -95,6 +95,8 @@ fn grad_sums(
     activation: Activation,
 ) -> (f32, f32) {
     let (mut sum, mut dot) = ([0.0f32; LANES], [0.0f32; LANES]);
+    // Written out rather than through `Activation::factor`: multiplying by
+    // the factor kept this reduction scalar, at about four times the time.
     let (scale, shift, slope) = (map.scale, map.shift, activation.slope);
     let chunks = dy.chunks_exact(LANES).zip(x.chunks_exact(LANES));
     for (g, v) in chunks {

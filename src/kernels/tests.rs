@@ -454,6 +454,7 @@ fn fused_adamax_matches_tensor_ops() {
         epsilon: 1e-7,
         step_size: 0.005,
     };
+
     let before: Vec<f32> = param.clone().try_into_vec_as().unwrap();
     let (new_param, new_moment, new_norm) = super::optimizer_update(
         param.clone(),
@@ -462,19 +463,21 @@ fn fused_adamax_matches_tensor_ops() {
         norm.clone(),
         super::optim::Update::Adamax(step),
     );
+
     let expected_moment = moment.mul_scalar(0.9).add(grad.clone().mul_scalar(0.1));
     let expected_norm = norm.mul_scalar(0.999).max_pair(grad.abs());
     let delta = expected_moment
         .clone()
         .div(expected_norm.clone().add_scalar(1e-7))
         .mul_scalar(0.005);
+
     assert!(relative_error(new_moment, expected_moment) < 1e-6, "moment");
     assert!(relative_error(new_norm, expected_norm) < 1e-6, "norm");
     assert!(
         relative_error(new_param, param.clone() - delta) < 1e-6,
         "parameter"
     );
-    // The caller still holds `param`, so the update must not write over it.
+    // The caller still owns `param`, so the update must not write over it.
     let after: Vec<f32> = param.try_into_vec_as().unwrap();
     assert_eq!(before, after);
 }
